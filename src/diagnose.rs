@@ -1,0 +1,205 @@
+//! `ecertd check` and `ecertd explain`: syntax and envelope diagnostics
+//! without the store, driven by the record layouts.
+
+use std::io::{self, BufRead, Write};
+
+use crate::apps;
+use crate::envelope::{self, App, Problem};
+use crate::layout::{self, Layout};
+use crate::record::{BatchReader, RawBatch, Record};
+
+/// One problem found by `check`, located in the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based batch number within the input.
+    pub batch: usize,
+    pub problem: Problem,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = &self.problem;
+        write!(
+            f,
+            "line {}: batch {} record {} ({}) column {:02} field {}: {} {}",
+            p.line,
+            self.batch,
+            p.record,
+            escape(p.id.as_slice()).trim_end(),
+            p.column,
+            p.what,
+            p.code,
+            p.code.narrative()
+        )
+    }
+}
+
+/// Shows bytes safely on a terminal: printable ASCII as is (backslash
+/// doubled), anything else as `\xHH`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02X}")),
+        }
+    }
+    s
+}
+
+/// The layout a record is read with, given its batch's application.
+pub fn layout_for(rec: &[u8], app: Option<App>) -> Option<&'static Layout> {
+    match rec.first()? {
+        b'A' => return layout::by_id("A"),
+        b'B' => return layout::by_id("B"),
+        b'Y' => return layout::by_id("Y"),
+        b'Z' => return layout::by_id("Z"),
+        _ => {}
+    }
+    let id = std::str::from_utf8(rec.get(..2)?).ok()?;
+    let allowed: &[&str] = match app {
+        Some(App::Gt) => &["G1", "G2"],
+        Some(App::Gq) => &["Q1"],
+        Some(App::Ec) => &["C1"],
+        Some(App::Ae) => &["10", "11", "40", "50", "52"],
+        None => &["G1", "G2", "Q1", "C1", "10", "11", "40", "50", "52", "X0", "X1", "S1", "E0", "E1", "C0", "C2", "C3", "C4", "C9"],
+    };
+    if allowed.contains(&id) {
+        layout::by_id(id)
+    } else {
+        None
+    }
+}
+
+/// Fields the rules of a record leave unchecked in this instance.
+fn unchecked(layout: &Layout, rec: &[u8]) -> &'static [&'static str] {
+    match layout.id {
+        "G1" if rec.get(2) == Some(&b'X') => &[
+            "program",
+            "hts",
+            "quantity",
+            "unit",
+            "issue_date",
+            "expiry_date",
+            "quota_year",
+            "ior",
+        ],
+        "52" if !matches!(rec.get(2..4), Some(b"EX") | Some(b"CE")) => &["number"],
+        "10" if rec.get(2) == Some(&b'D') => &["entry_type"],
+        _ => &[],
+    }
+}
+
+/// Every syntax and envelope problem of one batch, in report order.
+pub fn batch_problems(raw: &RawBatch) -> Vec<Problem> {
+    let env = envelope::frame(raw, None);
+    let mut problems = env.problems;
+    if let Some(app) = env.header.app {
+        for blk in &env.blocks {
+            apps::split(app, raw, blk, &mut problems);
+            for i in blk.details() {
+                let rec = raw.record(i);
+                let Some(bytes) = rec.fixed() else { continue };
+                if let Some(l) = layout_for(bytes, Some(app)) {
+                    envelope::field_problems(l, i, &rec, unchecked(l, bytes), &mut problems);
+                }
+            }
+        }
+    }
+    envelope::finish_problems(&mut problems);
+    problems
+}
+
+/// Streams an input, calling `out` for each problem. Returns the count.
+pub fn check<R: BufRead>(input: R, mut out: impl FnMut(&Diagnostic) -> io::Result<()>) -> io::Result<u64> {
+    let mut reader = BatchReader::new(input);
+    let mut batch = 0;
+    let mut count = 0;
+    while let Some(raw) = reader.next_batch()? {
+        batch += 1;
+        for problem in batch_problems(&raw) {
+            count += 1;
+            out(&Diagnostic { batch, problem })?;
+        }
+    }
+    Ok(count)
+}
+
+fn explain_record(
+    w: &mut impl Write,
+    index: usize,
+    rec: &Record<'_>,
+    app: Option<App>,
+    problems: &[Problem],
+) -> io::Result<()> {
+    let mine: Vec<&Problem> = problems.iter().filter(|p| p.record == index + 1).collect();
+    let layout = layout_for(rec.bytes, app);
+    let title = match layout {
+        Some(l) => format!("{} {} ({})", l.id, l.title, l.source),
+        None if app == Some(App::Ae) => format!("{} passed over", escape(&rec.id_as_read()).trim_end()),
+        None => format!("{} unknown record", escape(&rec.id_as_read()).trim_end()),
+    };
+    writeln!(w, "line {} record {}: {}", rec.line, index + 1, title)?;
+    for p in mine.iter().filter(|p| p.column == 0) {
+        writeln!(w, "    problem: {} {} ({})", p.code, p.code.narrative(), p.what)?;
+    }
+    if !rec.is_well_formed() {
+        writeln!(w, "    bytes ({} long): \"{}\"", rec.len, escape(rec.bytes))?;
+        return Ok(());
+    }
+    let Some(layout) = layout else {
+        writeln!(w, "    bytes: \"{}\"", escape(rec.bytes))?;
+        return Ok(());
+    };
+    for (field, value) in layout.split(rec.bytes) {
+        let pos = if field.len == 1 {
+            format!("{}", field.column())
+        } else {
+            format!("{}-{}", field.column(), field.end_column())
+        };
+        writeln!(w, "    {:<6} {:<13} \"{}\"  {}", pos, field.key, escape(value), field.name)?;
+        for p in mine.iter().filter(|p| p.column != 0 && p.column == field.column()) {
+            writeln!(w, "           problem: {} {}", p.code, p.code.narrative())?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints every record field by field, with the problems `check` finds.
+pub fn explain<R: BufRead, W: Write>(input: R, w: &mut W) -> io::Result<u64> {
+    let mut reader = BatchReader::new(input);
+    let mut batch = 0;
+    let mut total = 0;
+    while let Some(raw) = reader.next_batch()? {
+        batch += 1;
+        let problems = batch_problems(&raw);
+        total += problems.len() as u64;
+        let env = envelope::frame(&raw, None);
+        writeln!(
+            w,
+            "batch {batch}: {} records, application {}",
+            raw.len(),
+            env.header.app.map(|a| a.id()).unwrap_or("unknown")
+        )?;
+        if raw.is_empty() {
+            for p in &problems {
+                writeln!(w, "    problem: {} {} ({})", p.code, p.code.narrative(), p.what)?;
+            }
+        }
+        for (i, rec) in raw.records().enumerate() {
+            explain_record(w, i, &rec, env.header.app, &problems)?;
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_control_bytes() {
+        assert_eq!(escape(b"a\x1b[31m\\\x00\xff"), "a\\x1B[31m\\\\\\x00\\xFF");
+    }
+}

@@ -1,0 +1,615 @@
+//! The pipeline from a batch to its committed response:
+//! frame → authenticate → (duplicate check, rules, effects, response) in one
+//! store transaction. Responses are returned only after their commit.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::apps::{self, certificates, entries, queries, Transactions};
+use crate::codes::Code;
+use crate::envelope::{self, App, Channel, Header, Problem, ResponseWriter, SenderKind};
+use crate::layout;
+use crate::model::Sender;
+use crate::record::{BatchReader, RawBatch};
+use crate::store::{InputBatch, Store, StoreError, Tx};
+use crate::types::{Country, Date, FilerCode};
+
+/// Operational errors of the pipeline (rejections are data, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("reading input: {0}")]
+    Read(#[from] std::io::Error),
+}
+
+/// How a batch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed; its transactions were accepted or refused one by one.
+    Processed,
+    /// Refused as a whole (X codes).
+    Rejected,
+    /// A repeat of an earlier batch: its stored response, nothing applied.
+    Duplicate,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Processed => "processed",
+            Outcome::Rejected => "rejected",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// The committed result of one batch.
+#[derive(Clone, Debug)]
+pub struct BatchResult {
+    pub response: Vec<u8>,
+    pub app: Option<App>,
+    pub outcome: Outcome,
+    pub accepted: u32,
+    pub rejected: u32,
+    /// The sender named by the batch, when readable.
+    pub sender: String,
+    /// The batch-level problems (for logs and the journal).
+    pub problems: Vec<Problem>,
+    pub claims_applied: u32,
+}
+
+/// Where the responses of an input go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// `outbound/<sender>/`: the first A record authenticated.
+    Outbound(String),
+    /// `rejected/`: it did not.
+    Rejected,
+}
+
+/// What is known about the input a batch belongs to.
+pub struct Session {
+    pub channel: Channel,
+    first_sender: Option<Option<[u8; 3]>>,
+    destination: Option<Destination>,
+    credentials: HashMap<([u8; 3], [u8; 6]), Option<Sender>>,
+}
+
+impl Session {
+    pub fn new(channel: Channel) -> Session {
+        Session {
+            channel,
+            first_sender: None,
+            destination: None,
+            credentials: HashMap::new(),
+        }
+    }
+
+    /// Decided by the input's first batch.
+    pub fn destination(&self) -> Option<&Destination> {
+        self.destination.as_ref()
+    }
+}
+
+/// Records an input file's progress in the same transaction as its batches.
+pub struct InputKey<'a> {
+    pub claim: &'a str,
+    pub name: &'a str,
+    /// Index of the batch within the file.
+    pub index: u64,
+}
+
+/// A batch framed and authenticated, ready for its transaction.
+struct Prepared<'a> {
+    raw: &'a RawBatch,
+    header: Header,
+    blocks: Vec<(envelope::Block, Transactions)>,
+    problems: Vec<Problem>,
+    sender: Option<Sender>,
+}
+
+pub struct Engine<'s> {
+    store: &'s mut Store,
+    business_date: Date,
+}
+
+impl<'s> Engine<'s> {
+    pub fn new(store: &'s mut Store, business_date: Date) -> Self {
+        Engine { store, business_date }
+    }
+
+    pub fn store(&mut self) -> &mut Store {
+        self.store
+    }
+
+    fn prepare<'a>(&mut self, session: &mut Session, raw: &'a RawBatch) -> Result<Prepared<'a>, EngineError> {
+        let env = envelope::frame(raw, Some(session.channel));
+        let mut problems = env.problems;
+        let mut blocks = Vec::new();
+        if let Some(app) = env.header.app {
+            for blk in env.blocks {
+                let txns = apps::split(app, raw, &blk, &mut problems);
+                blocks.push((blk, txns));
+            }
+        }
+        // Authentication: the input speaks for the sender of its first batch.
+        let header = env.header;
+        let named = header.sender_readable.then_some(header.sender);
+        let first = *session.first_sender.get_or_insert(named);
+        let a = raw.record(0);
+        let la = layout::get("A");
+        let mut sender = None;
+        if raw.kind == crate::record::BatchKind::Enveloped {
+            if named.is_some() && named == first {
+                let key = (header.sender, header.password);
+                if !session.credentials.contains_key(&key) {
+                    let found = self.store.authenticate(header.sender_str(), &header.password)?;
+                    session.credentials.insert(key, found);
+                }
+                sender = session.credentials.get(&key).cloned().flatten();
+            }
+            if sender.is_none() {
+                problems.push(Problem::at_field(0, &a, la.field("sender"), Code::X08));
+            }
+        }
+        if session.destination.is_none() {
+            session.destination = Some(match &sender {
+                Some(s) => Destination::Outbound(s.id.clone()),
+                None => Destination::Rejected,
+            });
+        }
+        if let (Some(s), Some(app)) = (&sender, header.app) {
+            if s.kind != app.sender_kind() {
+                problems.push(Problem::at_field(0, &a, la.field("app"), Code::X07));
+            }
+            let lb = layout::get("B");
+            for (blk, _) in &blocks {
+                let allowed = match s.kind {
+                    SenderKind::Broker => s.filers.iter().any(|f| f.as_bytes() == &blk.filer),
+                    SenderKind::Country => s.id.as_bytes() == blk.filer,
+                };
+                if !allowed {
+                    let b = raw.record(blk.b);
+                    problems.push(Problem::at_field(blk.b, &b, lb.field("filer"), Code::X09));
+                }
+            }
+        }
+        Ok(Prepared {
+            raw,
+            header,
+            blocks,
+            problems,
+            sender,
+        })
+    }
+
+    /// Processes one batch in its own transaction.
+    pub fn process_batch(
+        &mut self,
+        session: &mut Session,
+        raw: &RawBatch,
+        input: Option<InputKey<'_>>,
+    ) -> Result<BatchResult, EngineError> {
+        let prepared = self.prepare(session, raw)?;
+        let date = self.business_date;
+        let destination = session.destination.clone();
+        let channel = session.channel;
+        self.store.write(|tx| {
+            let result = run(tx, prepared, date)?;
+            if let Some(input) = input {
+                record(tx, &input, channel, destination.as_ref(), &result)?;
+            }
+            Ok(result)
+        })
+    }
+
+    /// Processes a group of batches in one transaction (group commit).
+    pub fn process_group(
+        &mut self,
+        session: &mut Session,
+        raws: &[RawBatch],
+        input: Option<(&str, &str, u64)>,
+    ) -> Result<Vec<BatchResult>, EngineError> {
+        let mut prepared = Vec::with_capacity(raws.len());
+        for raw in raws {
+            prepared.push(self.prepare(session, raw)?);
+        }
+        let date = self.business_date;
+        let destination = session.destination.clone();
+        let channel = session.channel;
+        self.store.write(|tx| {
+            let mut out = Vec::with_capacity(prepared.len());
+            for (i, p) in prepared.into_iter().enumerate() {
+                let result = run(tx, p, date)?;
+                if let Some((claim, name, first)) = input {
+                    let key = InputKey {
+                        claim,
+                        name,
+                        index: first + i as u64,
+                    };
+                    record(tx, &key, channel, destination.as_ref(), &result)?;
+                }
+                out.push(result);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Processes a whole stream, handing each committed response to `out`.
+    pub fn process_stream<R: std::io::BufRead>(
+        &mut self,
+        session: &mut Session,
+        input: R,
+        group: usize,
+        mut out: impl FnMut(&BatchResult) -> std::io::Result<()>,
+    ) -> Result<u64, EngineError> {
+        let mut reader = BatchReader::new(input);
+        let mut pending = Vec::new();
+        let mut records = 0usize;
+        let mut count = 0u64;
+        loop {
+            let next = reader.next_batch()?;
+            let done = next.is_none();
+            if let Some(b) = next {
+                records += b.len();
+                pending.push(b);
+            }
+            if !pending.is_empty() && (done || pending.len() >= group.max(1) || records >= 100_000) {
+                for r in self.process_group(session, &pending, None)? {
+                    out(&r)?;
+                    count += 1;
+                }
+                pending.clear();
+                records = 0;
+            }
+            if done {
+                return Ok(count);
+            }
+        }
+    }
+}
+
+fn record(
+    tx: &Tx<'_>,
+    input: &InputKey<'_>,
+    channel: Channel,
+    destination: Option<&Destination>,
+    result: &BatchResult,
+) -> Result<(), EngineError> {
+    let dest = match destination {
+        Some(Destination::Outbound(s)) => Some((s.as_str(), "outbound")),
+        Some(Destination::Rejected) | None => Some(("", "rejected")),
+    };
+    tx.record_input_batch(
+        input.claim,
+        input.name,
+        channel.name(),
+        input.index,
+        dest,
+        &InputBatch {
+            app: result.app.map(|a| a.id().to_string()).unwrap_or_default(),
+            outcome: result.outcome.name().to_string(),
+            accepted: result.accepted,
+            rejected: result.rejected,
+            response: result.response.clone(),
+        },
+    )?;
+    Ok(())
+}
+
+fn digest(raw: &RawBatch) -> Vec<u8> {
+    Sha256::digest(raw.normalized()).to_vec()
+}
+
+/// The part of a batch that runs inside the store transaction.
+fn run(tx: &Tx<'_>, p: Prepared<'_>, date: Date) -> Result<BatchResult, EngineError> {
+    let Prepared {
+        raw,
+        header,
+        blocks,
+        mut problems,
+        sender,
+    } = p;
+    let sender_name = header.sender_str().to_string();
+    let reference = String::from_utf8_lossy(&header.reference).trim_end().to_string();
+    let remembered = sender.is_some() && !header.reference_is_blank();
+    let digest = if remembered { digest(raw) } else { Vec::new() };
+    let mut reused = false;
+    if remembered {
+        if let Some((old_digest, old_response)) = tx.batch_seen(&sender_name, &reference)? {
+            if old_digest == digest {
+                return Ok(BatchResult {
+                    response: old_response,
+                    app: header.app,
+                    outcome: Outcome::Duplicate,
+                    accepted: 0,
+                    rejected: 0,
+                    sender: sender_name,
+                    problems: Vec::new(),
+                    claims_applied: 0,
+                });
+            }
+            reused = true;
+            let a = raw.record(0);
+            problems.push(Problem::at_field(0, &a, layout::get("A").field("reference"), Code::X13));
+        }
+    }
+    let sender = match sender {
+        Some(s) if problems.is_empty() => s,
+        _ => {
+            envelope::finish_problems(&mut problems);
+            let response = envelope::render_rejection(&header, &problems, date);
+            if remembered && !reused {
+                tx.remember_batch(&sender_name, &reference, &digest, &response)?;
+            }
+            return Ok(BatchResult {
+                response,
+                app: header.app,
+                outcome: Outcome::Rejected,
+                accepted: 0,
+                rejected: 0,
+                sender: sender_name,
+                problems,
+                claims_applied: 0,
+            });
+        }
+    };
+    let app = header
+        .app
+        .ok_or_else(|| StoreError::Corrupt("batch without application passed the envelope".into()))?;
+    let mut w = ResponseWriter::new();
+    w.header(&header, Some(app), date);
+    let mut tally = Tally::default();
+    for (blk, txns) in &blocks {
+        w.block_header(blk, app);
+        match txns {
+            Transactions::Certificates(v) => {
+                let country = sender
+                    .country
+                    .ok_or_else(|| StoreError::Corrupt(format!("country sender {} without country", sender.id)))?;
+                for t in v {
+                    gt(tx, raw, t, country, &mut w, &mut tally)?;
+                }
+            }
+            Transactions::Entries(v) => {
+                for t in v {
+                    ae(tx, raw, t, &blk.filer, date, &mut w, &mut tally)?;
+                }
+            }
+            Transactions::ImporterQueries(v) => {
+                let filer = FilerCode::parse(&blk.filer)
+                    .ok_or_else(|| StoreError::Corrupt("authorised block without filer code".into()))?;
+                for &i in v {
+                    ec(tx, raw.record(i).bytes, filer, date, &mut w, &mut tally)?;
+                }
+            }
+            Transactions::CountryQueries(v) => {
+                let country = sender
+                    .country
+                    .ok_or_else(|| StoreError::Corrupt(format!("country sender {} without country", sender.id)))?;
+                for &i in v {
+                    gq(tx, raw.record(i).bytes, country, date, &mut w, &mut tally)?;
+                }
+            }
+        }
+        w.block_trailer(blk, app);
+    }
+    w.trailer(&header, date);
+    let response = w.into_bytes();
+    if remembered {
+        tx.remember_batch(&sender_name, &reference, &digest, &response)?;
+    }
+    Ok(BatchResult {
+        response,
+        app: Some(app),
+        outcome: Outcome::Processed,
+        accepted: tally.accepted,
+        rejected: tally.rejected,
+        sender: sender_name,
+        problems: Vec::new(),
+        claims_applied: tally.claims,
+    })
+}
+
+#[derive(Default)]
+struct Tally {
+    accepted: u32,
+    rejected: u32,
+    claims: u32,
+}
+
+impl Tally {
+    fn count(&mut self, ok: bool) {
+        if ok {
+            self.accepted += 1;
+        } else {
+            self.rejected += 1;
+        }
+    }
+}
+
+fn gt(
+    tx: &Tx<'_>,
+    raw: &RawBatch,
+    t: &certificates::Transaction,
+    country: Country,
+    w: &mut ResponseWriter,
+    tally: &mut Tally,
+) -> Result<(), EngineError> {
+    let existing = match certificates::key(raw, t) {
+        Some((c, n)) if c == country => tx.certificate(c, n)?,
+        _ => None,
+    };
+    let d = certificates::evaluate(raw, t, country, existing.as_ref());
+    match &d.effect {
+        Some(certificates::Effect::Add(terms)) => {
+            tx.insert_certificate(terms)?;
+        }
+        Some(certificates::Effect::Replace { id, terms }) => tx.replace_certificate(*id, terms)?,
+        Some(certificates::Effect::Cancel { id }) => tx.cancel_certificate(*id)?,
+        None => {}
+    }
+    tally.count(d.problems.is_empty());
+    certificates::render(raw, t, &d, w);
+    Ok(())
+}
+
+fn ae(
+    tx: &Tx<'_>,
+    raw: &RawBatch,
+    t: &entries::Transaction,
+    block_filer: &[u8; 3],
+    date: Date,
+    w: &mut ResponseWriter,
+    tally: &mut Tally,
+) -> Result<(), EngineError> {
+    let parsed = entries::parse(raw, t, block_filer);
+    let (state, old) = match &parsed.entry {
+        Some(e) => {
+            let state = tx.entry(e)?;
+            let old = if state.is_some() { tx.claims(e)? } else { Vec::new() };
+            (state, old)
+        }
+        None => (None, Vec::new()),
+    };
+    let mut certs = HashMap::new();
+    for key in parsed.certificates() {
+        if certs.contains_key(&key) {
+            continue;
+        }
+        let found = match tx.certificate(key.0, key.1)? {
+            Some(c) => entries::CertLookup::Found(c),
+            None if tx.number_on_file_elsewhere(key.0, key.1)? => entries::CertLookup::OtherCountry,
+            None => entries::CertLookup::Missing,
+        };
+        certs.insert(key, found);
+    }
+    let d = entries::evaluate(t, parsed, state.as_ref(), &old, &certs, date);
+    if let Some(change) = &d.change {
+        tx.apply_entry(change)?;
+        tally.claims += change.debits.len() as u32;
+    }
+    tally.count(d.change.is_some());
+    entries::render(raw, t, &d, w);
+    Ok(())
+}
+
+fn ec(
+    tx: &Tx<'_>,
+    rec: &[u8],
+    filer: FilerCode,
+    date: Date,
+    w: &mut ResponseWriter,
+    tally: &mut Tally,
+) -> Result<(), EngineError> {
+    let mut failure: Option<StoreError> = None;
+    let checked = {
+        let failure1 = std::cell::RefCell::new(&mut failure);
+        let mut may = |ior: &crate::types::IorNumber| match tx.may_query(filer, ior) {
+            Ok(b) => b,
+            Err(e) => {
+                **failure1.borrow_mut() = Some(e);
+                false
+            }
+        };
+        let mut names = |c, n, ior: &crate::types::IorNumber| match tx.certificate(c, n) {
+            Ok(found) => found.is_some_and(|cert| cert.terms.ior == *ior),
+            Err(e) => {
+                **failure1.borrow_mut() = Some(e);
+                false
+            }
+        };
+        queries::check_importer(rec, &mut may, &mut names)
+    };
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    match checked {
+        Err(refusal) => {
+            queries::render_reference(rec, true, 0, w);
+            queries::render_refusal(&refusal, w);
+            tally.count(false);
+        }
+        Ok(q) => {
+            let mut found = Vec::new();
+            match q {
+                queries::ImporterQuery::ByIor { ior, quota_year } => {
+                    tx.certificates_for_ior(&ior, quota_year, &mut |c| {
+                        found.push(c);
+                        Ok(())
+                    })?;
+                }
+                queries::ImporterQuery::One { country, number, .. } => {
+                    found.extend(tx.certificate(country, number)?);
+                }
+            }
+            answer(tx, rec, true, &found, date, w)?;
+            tally.count(true);
+        }
+    }
+    Ok(())
+}
+
+fn gq(
+    tx: &Tx<'_>,
+    rec: &[u8],
+    country: Country,
+    date: Date,
+    w: &mut ResponseWriter,
+    tally: &mut Tally,
+) -> Result<(), EngineError> {
+    let mut failure: Option<StoreError> = None;
+    let checked = queries::check_country(rec, country, &mut |c, n| match tx.certificate(c, n) {
+        Ok(found) => found.is_some(),
+        Err(e) => {
+            failure = Some(e);
+            false
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    match checked {
+        Err(refusal) => {
+            queries::render_reference(rec, false, 0, w);
+            queries::render_refusal(&refusal, w);
+            tally.count(false);
+        }
+        Ok(q) => {
+            let mut found = Vec::new();
+            match q {
+                queries::CountryQuery::One { country, number } => found.extend(tx.certificate(country, number)?),
+                queries::CountryQuery::ByCondition {
+                    country,
+                    condition,
+                    issued_from,
+                    issued_to,
+                } => tx.certificates_of_country(country, condition, issued_from, issued_to, &mut |c| {
+                    found.push(c);
+                    Ok(())
+                })?,
+            }
+            answer(tx, rec, false, &found, date, w)?;
+            tally.count(true);
+        }
+    }
+    Ok(())
+}
+
+fn answer(
+    tx: &Tx<'_>,
+    rec: &[u8],
+    importer: bool,
+    found: &[crate::model::Certificate],
+    date: Date,
+    w: &mut ResponseWriter,
+) -> Result<(), EngineError> {
+    queries::render_reference(rec, importer, found.len() as u64, w);
+    for cert in found {
+        let events = tx.usage_events(cert.id)?;
+        queries::render_certificate(cert, &events, date, w);
+    }
+    Ok(())
+}

@@ -1,0 +1,438 @@
+//! Record layouts as data.
+//!
+//! The tables in `record-layouts/*.md` are compiled into the binary and parsed
+//! once. Everything that reads or writes a record goes through them: field
+//! slicing, class checks, rendering, `check` and `explain`.
+
+use std::sync::OnceLock;
+
+use crate::codes::Code;
+
+/// The record-layout documents, in the order `explain` lists them.
+pub const SOURCES: &[(&str, &str)] = &[
+    ("envelope.md", include_str!("../record-layouts/envelope.md")),
+    ("certificates.md", include_str!("../record-layouts/certificates.md")),
+    ("entry-summary.md", include_str!("../record-layouts/entry-summary.md")),
+    ("queries.md", include_str!("../record-layouts/queries.md")),
+];
+
+/// Field classes of envelope.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// A-Z and space.
+    A,
+    /// 0-9, right-justified, zero-filled.
+    N,
+    /// A-Z, 0-9 and space.
+    AN,
+    /// Any printable ASCII.
+    X,
+    /// Filler: spaces only.
+    S,
+    /// Not used by this system; never checked.
+    I,
+}
+
+/// Designation of an inbound field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Designation {
+    Mandatory,
+    Conditional,
+    Optional,
+    /// Output records and filler.
+    None,
+}
+
+/// One row of a layout table.
+#[derive(Debug)]
+pub struct Field {
+    pub key: &'static str,
+    /// 0-based offset of the first byte.
+    pub start: usize,
+    pub len: usize,
+    pub class: Class,
+    pub designation: Designation,
+    /// Condition reported when an inbound field is missing or of the wrong class.
+    pub code: Option<Code>,
+    pub name: &'static str,
+}
+
+/// What a field holds, judged by its class and designation alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldState {
+    /// All spaces in a field that is not filler.
+    Absent,
+    /// Holds only what its class allows.
+    Valid,
+    /// Holds something its class forbids.
+    Invalid,
+}
+
+impl Field {
+    /// The first column (1-based) of the field.
+    pub fn column(&self) -> usize {
+        self.start + 1
+    }
+
+    /// The last column (1-based) of the field.
+    pub fn end_column(&self) -> usize {
+        self.start + self.len
+    }
+
+    /// The field's bytes in an 80-byte record.
+    #[inline]
+    pub fn slice<'a>(&self, record: &'a [u8]) -> &'a [u8] {
+        &record[self.start..self.start + self.len]
+    }
+
+    /// Classifies the field's bytes.
+    pub fn state(&self, bytes: &[u8]) -> FieldState {
+        let blank = bytes.iter().all(|&b| b == b' ');
+        match self.class {
+            Class::I => FieldState::Valid,
+            Class::S => {
+                if blank {
+                    FieldState::Valid
+                } else {
+                    FieldState::Invalid
+                }
+            }
+            _ if blank => FieldState::Absent,
+            class => {
+                if bytes.iter().all(|&b| class_allows(class, b)) {
+                    FieldState::Valid
+                } else {
+                    FieldState::Invalid
+                }
+            }
+        }
+    }
+
+    /// The syntax problem of this field in `record`, if any: a wrong class,
+    /// filler that is not blank, or a mandatory field left blank.
+    pub fn syntax_problem(&self, record: &[u8]) -> Option<Code> {
+        match self.state(self.slice(record)) {
+            FieldState::Invalid => self.code,
+            FieldState::Absent if self.designation == Designation::Mandatory => self.code,
+            _ => None,
+        }
+    }
+}
+
+/// Whether a byte is allowed by a class (spaces are allowed everywhere a
+/// field may be padded; N fields are checked by their own parsers).
+#[inline]
+pub fn class_allows(class: Class, b: u8) -> bool {
+    match class {
+        Class::A => b.is_ascii_uppercase() || b == b' ',
+        Class::N => b.is_ascii_digit(),
+        Class::AN => b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ',
+        Class::X => (0x20..=0x7e).contains(&b),
+        Class::S => b == b' ',
+        Class::I => true,
+    }
+}
+
+/// One record's layout.
+#[derive(Debug)]
+pub struct Layout {
+    /// The record identifier: `A`, `G1`, `50`, ...
+    pub id: &'static str,
+    pub title: &'static str,
+    /// The document the table came from.
+    pub source: &'static str,
+    pub fields: Vec<Field>,
+}
+
+impl Layout {
+    /// The field named `key`. Layout keys are fixed by the code that uses them
+    /// and a test reaches every one, so a missing key is a programming error.
+    pub fn field(&self, key: &str) -> &Field {
+        self.fields
+            .iter()
+            .find(|f| f.key == key)
+            .unwrap_or_else(|| panic!("layout {} has no field {key}", self.id))
+    }
+
+    /// The bytes of field `key` in `record`.
+    #[inline]
+    pub fn get<'a>(&self, record: &'a [u8], key: &str) -> &'a [u8] {
+        self.field(key).slice(record)
+    }
+
+    /// The field covering a 1-based column.
+    pub fn field_at(&self, column: usize) -> Option<&Field> {
+        self.fields
+            .iter()
+            .find(|f| f.column() <= column && column <= f.end_column())
+    }
+
+    /// Splits a record into its fields with nom, in layout order.
+    pub fn split<'a>(&'a self, record: &'a [u8]) -> Vec<(&'a Field, &'a [u8])> {
+        let mut rest = record;
+        let mut out = Vec::with_capacity(self.fields.len());
+        for field in &self.fields {
+            let taken: nom::IResult<&[u8], &[u8]> = nom::bytes::complete::take(field.len)(rest);
+            match taken {
+                Ok((tail, value)) => {
+                    out.push((field, value));
+                    rest = tail;
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// A blank record of this layout for rendering.
+    pub fn blank(&'static self) -> RecordBuf {
+        RecordBuf::new(self)
+    }
+}
+
+/// An 80-byte output record being filled field by field.
+pub struct RecordBuf {
+    layout: &'static Layout,
+    bytes: [u8; 80],
+}
+
+impl RecordBuf {
+    fn new(layout: &'static Layout) -> Self {
+        let mut bytes = [b' '; 80];
+        for f in &layout.fields {
+            if f.class == Class::N {
+                bytes[f.start..f.start + f.len].fill(b'0');
+            }
+        }
+        bytes[..layout.id.len()].copy_from_slice(layout.id.as_bytes());
+        RecordBuf { layout, bytes }
+    }
+
+    /// Writes text left-justified and space-filled, cut at the field's length.
+    pub fn text(mut self, key: &str, value: &[u8]) -> Self {
+        let f = self.layout.field(key);
+        let dst = &mut self.bytes[f.start..f.start + f.len];
+        dst.fill(b' ');
+        let n = value.len().min(f.len);
+        dst[..n].copy_from_slice(&value[..n]);
+        self
+    }
+
+    /// Writes a number right-justified and zero-filled. Values too wide for
+    /// the field are written as all nines rather than cut (they cannot occur
+    /// for quantities, which are bounded by their 12-digit input fields).
+    pub fn number(mut self, key: &str, value: u64) -> Self {
+        let f = self.layout.field(key);
+        let dst = &mut self.bytes[f.start..f.start + f.len];
+        let mut v = value;
+        let max = 10u64.checked_pow(f.len as u32).map(|m| m - 1).unwrap_or(u64::MAX);
+        if v > max {
+            v = max;
+        }
+        for slot in dst.iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        self
+    }
+
+    /// Copies bytes as read into a field of the same width (padding or
+    /// cutting otherwise), replacing anything unprintable with `?`.
+    pub fn as_read(mut self, key: &str, value: &[u8]) -> Self {
+        let f = self.layout.field(key);
+        let dst = &mut self.bytes[f.start..f.start + f.len];
+        dst.fill(b' ');
+        for (slot, &b) in dst.iter_mut().zip(value) {
+            *slot = if (0x20..=0x7e).contains(&b) { b } else { b'?' };
+        }
+        self
+    }
+
+    pub fn finish(self) -> [u8; 80] {
+        self.bytes
+    }
+}
+
+/// Errors in the embedded layout tables.
+#[derive(Debug, thiserror::Error)]
+#[error("record-layouts/{file} line {line}: {message}")]
+pub struct LayoutError {
+    pub file: &'static str,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parses one layout document.
+pub fn parse_document(file: &'static str, text: &'static str) -> Result<Vec<Layout>, LayoutError> {
+    let mut layouts: Vec<Layout> = Vec::new();
+    let err = |line: usize, message: String| LayoutError { file, line, message };
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if let Some(heading) = line.strip_prefix("## ") {
+            let (id, title) = heading.split_once(' ').unwrap_or((heading, ""));
+            layouts.push(Layout {
+                id,
+                title: title.trim(),
+                source: file,
+                fields: Vec::new(),
+            });
+            continue;
+        }
+        if !line.starts_with('|') {
+            continue;
+        }
+        let cells: Vec<&'static str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+        if cells.first() == Some(&"pos") || cells.iter().all(|c| c.chars().all(|ch| ch == '-')) {
+            continue;
+        }
+        let Some(layout) = layouts.last_mut() else {
+            return Err(err(n, "table row before any `## ID` heading".into()));
+        };
+        if cells.len() != 7 {
+            return Err(err(n, format!("expected 7 cells, found {}", cells.len())));
+        }
+        let (first, last) = match cells[0].split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (cells[0], cells[0]),
+        };
+        let first: usize = first.parse().map_err(|_| err(n, format!("bad position {:?}", cells[0])))?;
+        let last: usize = last.parse().map_err(|_| err(n, format!("bad position {:?}", cells[0])))?;
+        let len: usize = cells[1].parse().map_err(|_| err(n, format!("bad length {:?}", cells[1])))?;
+        if first == 0 || last < first || last - first + 1 != len {
+            return Err(err(n, format!("positions {} do not give length {len}", cells[0])));
+        }
+        let class = match cells[2] {
+            "A" => Class::A,
+            "N" => Class::N,
+            "AN" => Class::AN,
+            "X" => Class::X,
+            "S" => Class::S,
+            "I" => Class::I,
+            other => return Err(err(n, format!("unknown class {other:?}"))),
+        };
+        let designation = match cells[3] {
+            "M" => Designation::Mandatory,
+            "C" => Designation::Conditional,
+            "O" => Designation::Optional,
+            "-" => Designation::None,
+            other => return Err(err(n, format!("unknown designation {other:?}"))),
+        };
+        let code = match cells[5] {
+            "-" => None,
+            c => Some(Code::from_wire(c).ok_or_else(|| err(n, format!("unknown condition code {c:?}")))?),
+        };
+        layout.fields.push(Field {
+            key: cells[4],
+            start: first - 1,
+            len,
+            class,
+            designation,
+            code,
+            name: cells[6],
+        });
+    }
+    Ok(layouts)
+}
+
+/// Every layout of the contract.
+pub fn all() -> &'static [Layout] {
+    static ALL: OnceLock<Vec<Layout>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut v = Vec::new();
+        for (file, text) in SOURCES {
+            match parse_document(file, text) {
+                Ok(mut layouts) => v.append(&mut layouts),
+                // The tables are compiled in and tested; a bad table is a build defect.
+                Err(e) => panic!("{e}"),
+            }
+        }
+        v
+    })
+}
+
+/// The layout of record `id`.
+pub fn by_id(id: &str) -> Option<&'static Layout> {
+    all().iter().find(|l| l.id == id)
+}
+
+/// The layout of record `id`, for identifiers fixed in code.
+pub fn get(id: &str) -> &'static Layout {
+    by_id(id).unwrap_or_else(|| panic!("no layout for record {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_layout_covers_1_to_80_exactly_once() {
+        let expected = [
+            "A", "B", "Y", "Z", "X0", "X1", "G1", "G2", "S1", "10", "11", "40", "50", "52", "E0", "E1", "C1",
+            "Q1", "C0", "C2", "C4", "C3", "C9",
+        ];
+        let ids: Vec<&str> = all().iter().map(|l| l.id).collect();
+        for id in expected {
+            assert!(ids.contains(&id), "missing layout {id}");
+        }
+        assert_eq!(ids.len(), expected.len());
+        for layout in all() {
+            let mut covered = [0u8; 80];
+            for f in &layout.fields {
+                for c in covered.iter_mut().skip(f.start).take(f.len) {
+                    *c += 1;
+                }
+            }
+            assert!(covered.iter().all(|&c| c == 1), "layout {} covers {:?}", layout.id, covered);
+            assert_eq!(layout.fields[0].start, 0);
+            assert_eq!(layout.fields[0].key, "id");
+            assert_eq!(layout.fields[0].len, layout.id.len());
+        }
+    }
+
+    #[test]
+    fn inbound_fields_name_a_code_unless_unchecked() {
+        for layout in all() {
+            let inbound = layout.fields.iter().any(|f| f.designation != Designation::None);
+            if !inbound {
+                continue;
+            }
+            for f in &layout.fields {
+                let checked = f.class != Class::I && !(f.class == Class::X && f.designation == Designation::Optional);
+                if checked && f.key != "reference" {
+                    assert!(f.code.is_some(), "{}.{} has no condition code", layout.id, f.key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn renders_by_class() {
+        let r = get("S1")
+            .blank()
+            .text("country", b"AU")
+            .text("number", b"9AU12345B")
+            .number("remaining", 2_000_000)
+            .finish();
+        let want = format!("{:<60}{}{:<8}", "S1AU9AU12345B", "000002000000", "");
+        assert_eq!(std::str::from_utf8(&r).unwrap(), want);
+    }
+
+    #[test]
+    fn field_states() {
+        let g1 = get("G1");
+        let q = g1.field("quantity");
+        assert_eq!(q.state(b"000000000100"), FieldState::Valid);
+        assert_eq!(q.state(b"            "), FieldState::Absent);
+        assert_eq!(q.state(b"00000000010 "), FieldState::Invalid);
+        assert_eq!(g1.field("filler").state(b"      x"), FieldState::Invalid);
+        assert_eq!(g1.field("country").state(b"au"), FieldState::Invalid);
+    }
+
+    #[test]
+    fn split_gives_every_field() {
+        let rec = [b' '; 80];
+        let parts = get("50").split(&rec);
+        assert_eq!(parts.len(), get("50").fields.len());
+        assert_eq!(parts.iter().map(|(_, v)| v.len()).sum::<usize>(), 80);
+    }
+}

@@ -1,0 +1,341 @@
+//! Framing: bytes into 80-byte records, records into batches.
+//!
+//! The reader streams: it holds one batch at a time, and at most
+//! [`KEEP`] bytes of any line, so an endless line or a huge file cannot
+//! exhaust memory.
+
+use std::io::{self, BufRead};
+
+/// Length of every record.
+pub const RECORD_LEN: usize = 80;
+
+/// Bytes of a line kept beyond which its content is not needed: enough to
+/// know it is too long and to show its identifier.
+pub const KEEP: usize = RECORD_LEN + 1;
+
+/// One record of a batch, as read.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// The bytes as read, line end removed, at most [`KEEP`] of them.
+    pub bytes: &'a [u8],
+    /// The full length of the line, line end excluded.
+    pub len: u64,
+    /// 1-based line number within the input.
+    pub line: u64,
+}
+
+impl<'a> Record<'a> {
+    /// The first byte that is not printable ASCII, as a 1-based column.
+    pub fn first_bad_byte(&self) -> Option<usize> {
+        self.bytes.iter().position(|&b| !(0x20..=0x7e).contains(&b)).map(|p| p + 1)
+    }
+
+    /// Exactly 80 printable bytes.
+    pub fn is_well_formed(&self) -> bool {
+        self.len == RECORD_LEN as u64 && self.first_bad_byte().is_none()
+    }
+
+    /// The identifier as read, two bytes, unprintable ones as `?`.
+    pub fn id_as_read(&self) -> [u8; 2] {
+        let mut id = [b' '; 2];
+        for (slot, &b) in id.iter_mut().zip(self.bytes) {
+            *slot = if (0x20..=0x7e).contains(&b) { b } else { b'?' };
+        }
+        id
+    }
+
+    /// The 80 bytes of a well-formed record.
+    pub fn fixed(&self) -> Option<&'a [u8; RECORD_LEN]> {
+        if self.is_well_formed() {
+            self.bytes.try_into().ok()
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: usize,
+    kept: usize,
+    len: u64,
+    line: u64,
+}
+
+/// What opened a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchKind {
+    /// Opened by an A record.
+    Enveloped,
+    /// Records before the first A or between a Z and the next A.
+    Stray,
+    /// An input with no record at all.
+    Empty,
+}
+
+/// The records of one batch.
+#[derive(Debug, Clone)]
+pub struct RawBatch {
+    pub kind: BatchKind,
+    data: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+impl RawBatch {
+    fn new(kind: BatchKind) -> Self {
+        RawBatch {
+            kind,
+            data: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Builds a batch from whole lines; for tests and tools.
+    pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut b = RawBatch::new(BatchKind::Enveloped);
+        for (i, l) in lines.into_iter().enumerate() {
+            b.push(&l[..l.len().min(KEEP)], l.len() as u64, i as u64 + 1);
+        }
+        if b.spans.first().map(|s| b.data.get(s.start) != Some(&b'A')).unwrap_or(true) {
+            b.kind = if b.spans.is_empty() { BatchKind::Empty } else { BatchKind::Stray };
+        }
+        b
+    }
+
+    fn push(&mut self, kept: &[u8], len: u64, line: u64) {
+        self.spans.push(Span {
+            start: self.data.len(),
+            kept: kept.len(),
+            len,
+            line,
+        });
+        self.data.extend_from_slice(kept);
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Record `i` (0-based; the record number in responses is `i + 1`).
+    pub fn record(&self, i: usize) -> Record<'_> {
+        let s = self.spans[i];
+        Record {
+            bytes: &self.data[s.start..s.start + s.kept],
+            len: s.len,
+            line: s.line,
+        }
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = Record<'_>> {
+        (0..self.len()).map(|i| self.record(i))
+    }
+
+    /// The line of the first record (0 for an empty input).
+    pub fn first_line(&self) -> u64 {
+        self.spans.first().map(|s| s.line).unwrap_or(0)
+    }
+
+    /// The batch's bytes with line ends normalised to LF, for duplicate
+    /// detection. An over-long line contributes its kept bytes and its length.
+    pub fn normalized(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.data.len() + self.spans.len() * 2);
+        for r in self.records() {
+            out.extend_from_slice(r.bytes);
+            if r.len as usize != r.bytes.len() {
+                out.extend_from_slice(format!("\u{0}{}", r.len).as_bytes());
+            }
+            out.push(b'\n');
+        }
+        out
+    }
+}
+
+/// Splits an input into batches without holding more than one at a time.
+pub struct BatchReader<R> {
+    input: R,
+    line: u64,
+    pending: Option<(Vec<u8>, u64, u64)>,
+    seen_any: bool,
+    done: bool,
+    scratch: Vec<u8>,
+}
+
+impl<R: BufRead> BatchReader<R> {
+    pub fn new(input: R) -> Self {
+        BatchReader {
+            input,
+            line: 0,
+            pending: None,
+            seen_any: false,
+            done: false,
+            scratch: Vec::with_capacity(KEEP),
+        }
+    }
+
+    /// Reads one line into `scratch` (at most KEEP bytes kept); returns its
+    /// full length, or `None` at end of input.
+    fn read_line(&mut self) -> io::Result<Option<u64>> {
+        self.scratch.clear();
+        let mut len: u64 = 0;
+        let mut any = false;
+        loop {
+            let buf = match self.input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                break;
+            }
+            any = true;
+            let (chunk, found) = match memchr_lf(buf) {
+                Some(p) => (&buf[..p], Some(p)),
+                None => (buf, None),
+            };
+            let room = KEEP + 1 - self.scratch.len().min(KEEP + 1);
+            self.scratch.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            len += chunk.len() as u64;
+            match found {
+                Some(p) => {
+                    self.input.consume(p + 1);
+                    break;
+                }
+                None => {
+                    let n = buf.len();
+                    self.input.consume(n);
+                }
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        self.line += 1;
+        // A CR right before the LF (or at the very end) is part of the line end.
+        if len as usize == self.scratch.len() && self.scratch.last() == Some(&b'\r') {
+            self.scratch.pop();
+            len -= 1;
+        } else if len as usize > self.scratch.len() {
+            // Over-long line: its tail was not kept; the CR question does not matter.
+        }
+        self.scratch.truncate(KEEP);
+        Ok(Some(len))
+    }
+
+    /// The next batch, or `None` when the input is exhausted.
+    pub fn next_batch(&mut self) -> io::Result<Option<RawBatch>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut batch: Option<RawBatch> = None;
+        loop {
+            let (bytes, len, line) = match self.pending.take() {
+                Some(p) => p,
+                None => match self.read_line()? {
+                    Some(len) => (self.scratch.clone(), len, self.line),
+                    None => {
+                        self.done = true;
+                        if batch.is_none() && !self.seen_any {
+                            return Ok(Some(RawBatch::new(BatchKind::Empty)));
+                        }
+                        return Ok(batch);
+                    }
+                },
+            };
+            self.seen_any = true;
+            let first = bytes.first().copied();
+            match batch.as_mut() {
+                None => {
+                    let kind = if first == Some(b'A') {
+                        BatchKind::Enveloped
+                    } else {
+                        BatchKind::Stray
+                    };
+                    let mut b = RawBatch::new(kind);
+                    b.push(&bytes, len, line);
+                    batch = Some(b);
+                }
+                Some(b) => {
+                    if first == Some(b'A') {
+                        self.pending = Some((bytes, len, line));
+                        return Ok(batch);
+                    }
+                    b.push(&bytes, len, line);
+                    if b.kind == BatchKind::Enveloped && first == Some(b'Z') {
+                        return Ok(batch);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn memchr_lf(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batches(input: &[u8]) -> Vec<RawBatch> {
+        let mut r = BatchReader::new(input);
+        let mut v = Vec::new();
+        while let Some(b) = r.next_batch().unwrap() {
+            v.push(b);
+        }
+        v
+    }
+
+    #[test]
+    fn empty_input_is_one_empty_batch() {
+        let v = batches(b"");
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, BatchKind::Empty);
+    }
+
+    #[test]
+    fn splits_on_z_and_a_and_keeps_strays() {
+        let v = batches(b"junk\nA1\nB\nZ1\nmore\nA2\nB\nA3\nZ3");
+        let kinds: Vec<_> = v.iter().map(|b| (b.kind, b.len())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (BatchKind::Stray, 1),
+                (BatchKind::Enveloped, 3),
+                (BatchKind::Stray, 1),
+                (BatchKind::Enveloped, 2),
+                (BatchKind::Enveloped, 2)
+            ]
+        );
+        assert_eq!(v[3].record(0).line, 6);
+    }
+
+    #[test]
+    fn crlf_and_missing_final_line_end() {
+        let v = batches(b"A\r\nZ");
+        assert_eq!(v[0].record(0).bytes, b"A");
+        assert_eq!(v[0].record(1).bytes, b"Z");
+        assert_eq!(v[0].record(0).len, 1);
+    }
+
+    #[test]
+    fn long_lines_are_capped() {
+        let mut input = vec![b'A'; 10_000];
+        input.push(b'\n');
+        let v = batches(&input);
+        assert_eq!(v[0].record(0).len, 10_000);
+        assert_eq!(v[0].record(0).bytes.len(), KEEP);
+        assert!(!v[0].record(0).is_well_formed());
+    }
+
+    #[test]
+    fn normalized_ignores_line_end_style() {
+        let a = batches(b"A\r\nZ\r\n");
+        let b = batches(b"A\nZ");
+        assert_eq!(a[0].normalized(), b[0].normalized());
+    }
+}

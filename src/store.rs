@@ -1,0 +1,971 @@
+//! The SQLite store. The only module that touches rusqlite.
+//!
+//! Durability: WAL with `synchronous=FULL`, so a committed batch and its
+//! response survive a power cut. Writes run under `BEGIN IMMEDIATE`, so the
+//! balance check and the debit of a claim happen in one serialised
+//! transaction; the `CHECK (used BETWEEN 0 AND certified)` constraint backs
+//! the rules, and usage events are append-only (triggers refuse change).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use subtle::ConstantTimeEq;
+
+use crate::envelope::SenderKind;
+use crate::model::{Certificate, CertificateTerms, Claim, EntryState, Sender, UsageEvent, UsageKind};
+use crate::types::{
+    CertificateNumber, Country, Date, EntryNumber, FilerCode, Hundredths, HtsCoverage, IorNumber, Program, Unit,
+};
+
+/// Operational errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database holds a value this version cannot read: {0}")]
+    Corrupt(String),
+    #[error("sender {0} is already registered")]
+    SenderExists(String),
+    #[error("invalid sender registration: {0}")]
+    InvalidSender(String),
+    #[error("database schema version {0} is newer than this program")]
+    TooNew(i64),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (lock contention, full or read-only disk).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::SystemIoFailure
+            ),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts them.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE senders (
+    id       TEXT PRIMARY KEY,
+    kind     TEXT NOT NULL CHECK (kind IN ('broker', 'country')),
+    country  TEXT,
+    salt     BLOB NOT NULL,
+    hash     BLOB NOT NULL,
+    CHECK ((kind = 'country') = (country IS NOT NULL))
+);
+CREATE TABLE sender_filers (
+    sender   TEXT NOT NULL REFERENCES senders(id) ON DELETE CASCADE,
+    filer    TEXT NOT NULL,
+    PRIMARY KEY (sender, filer)
+) WITHOUT ROWID;
+CREATE TABLE query_rights (
+    filer    TEXT NOT NULL,
+    ior      TEXT NOT NULL,
+    granted  INTEGER NOT NULL,
+    PRIMARY KEY (filer, ior)
+) WITHOUT ROWID;
+CREATE TABLE certificates (
+    id          INTEGER PRIMARY KEY,
+    country     TEXT NOT NULL,
+    number      TEXT NOT NULL,
+    program     TEXT NOT NULL,
+    hts         TEXT NOT NULL,
+    unit        TEXT NOT NULL,
+    certified   INTEGER NOT NULL CHECK (certified > 0),
+    used        INTEGER NOT NULL DEFAULT 0,
+    issued      INTEGER NOT NULL,
+    expires     INTEGER NOT NULL,
+    quota_year  INTEGER NOT NULL,
+    ior         TEXT NOT NULL,
+    exporter    TEXT NOT NULL,
+    cancelled   INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (country, number),
+    CHECK (used >= 0 AND used <= certified)
+);
+CREATE INDEX certificates_by_ior ON certificates (ior, country, number);
+CREATE INDEX certificates_by_number ON certificates (number);
+CREATE TABLE entries (
+    filer    TEXT NOT NULL,
+    number   TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    deleted  INTEGER NOT NULL DEFAULT 0,
+    ior      TEXT,
+    PRIMARY KEY (filer, number)
+) WITHOUT ROWID;
+CREATE TABLE claims (
+    filer        TEXT NOT NULL,
+    number       TEXT NOT NULL,
+    line         INTEGER NOT NULL,
+    certificate  INTEGER NOT NULL REFERENCES certificates(id),
+    quantity     INTEGER NOT NULL CHECK (quantity > 0),
+    version      INTEGER NOT NULL,
+    PRIMARY KEY (filer, number, line)
+) WITHOUT ROWID;
+CREATE TABLE usage_events (
+    seq          INTEGER PRIMARY KEY,
+    certificate  INTEGER NOT NULL REFERENCES certificates(id),
+    filer        TEXT NOT NULL,
+    number       TEXT NOT NULL,
+    line         INTEGER NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('D', 'C')),
+    quantity     INTEGER NOT NULL CHECK (quantity > 0),
+    date         INTEGER NOT NULL,
+    version      INTEGER NOT NULL
+);
+CREATE INDEX usage_by_certificate ON usage_events (certificate, seq);
+CREATE TRIGGER usage_events_append_only_u BEFORE UPDATE ON usage_events
+BEGIN SELECT RAISE(ABORT, 'usage events are append-only'); END;
+CREATE TRIGGER usage_events_append_only_d BEFORE DELETE ON usage_events
+BEGIN SELECT RAISE(ABORT, 'usage events are append-only'); END;
+CREATE TABLE batches (
+    sender     TEXT NOT NULL,
+    reference  TEXT NOT NULL,
+    digest     BLOB NOT NULL,
+    response   BLOB NOT NULL,
+    PRIMARY KEY (sender, reference)
+) WITHOUT ROWID;
+CREATE TABLE inputs (
+    claim        TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    sender       TEXT,
+    destination  TEXT,
+    batches_done INTEGER NOT NULL DEFAULT 0,
+    complete     INTEGER NOT NULL DEFAULT 0,
+    published    INTEGER NOT NULL DEFAULT 0,
+    accepted     INTEGER NOT NULL DEFAULT 0,
+    rejected     INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE input_batches (
+    claim      TEXT NOT NULL,
+    idx        INTEGER NOT NULL,
+    app        TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    accepted   INTEGER NOT NULL,
+    rejected   INTEGER NOT NULL,
+    response   BLOB NOT NULL,
+    PRIMARY KEY (claim, idx)
+) WITHOUT ROWID;
+"#];
+
+const PBKDF2_ROUNDS: u32 = 10_000;
+
+/// A connection to the store.
+pub struct Store {
+    conn: Connection,
+}
+
+/// Durability of commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sync {
+    /// `synchronous=FULL`: a commit survives a power cut.
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of the process, not of the machine.
+    Normal,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with(path, Sync::Full)
+    }
+
+    pub fn open_with(path: &Path, sync: Sync) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        Store::setup(conn, sync)
+    }
+
+    /// A private in-memory store, for tests and `ecertd check`-like tools.
+    pub fn open_in_memory() -> Result<Store> {
+        Store::setup(Connection::open_in_memory()?, Sync::Full)
+    }
+
+    fn setup(conn: Connection, sync: Sync) -> Result<Store> {
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match sync {
+                Sync::Full => "FULL",
+                Sync::Normal => "NORMAL",
+            },
+        )?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew(version));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed when `f`
+    /// returns `Ok`, rolled back otherwise.
+    pub fn write<T, E>(&mut self, f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let out = f(&Tx { tx: &tx })?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot).
+    pub fn read<T, E>(&mut self, f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(StoreError::from)?;
+        let out = f(&Tx { tx: &tx })?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Registers a sender. The password is kept only as a salted PBKDF2 hash.
+    pub fn add_sender(&mut self, sender: &Sender, password: &str) -> Result<()> {
+        if sender.id.len() != 3 || FilerCode::parse(sender.id.as_bytes()).is_none() {
+            return Err(StoreError::InvalidSender(format!(
+                "sender ID {:?} must be 3 characters of A-Z and 0-9",
+                sender.id
+            )));
+        }
+        if password.is_empty() || password.len() > 6 || !password.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(StoreError::InvalidSender(
+                "password must be 1 to 6 printable characters without spaces".into(),
+            ));
+        }
+        match (sender.kind, sender.country) {
+            (SenderKind::Country, None) => {
+                return Err(StoreError::InvalidSender("a country sender needs --country".into()))
+            }
+            (SenderKind::Broker, Some(_)) => {
+                return Err(StoreError::InvalidSender("a broker sender has no country".into()))
+            }
+            _ => {}
+        }
+        let mut salt = [0u8; 16];
+        getrandom::getrandom(&mut salt).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
+        let hash = hash_password(password, &salt);
+        self.write(|tx| {
+            let exists: bool = tx
+                .tx
+                .query_row("SELECT 1 FROM senders WHERE id = ?1", [&sender.id], |_| Ok(true))
+                .optional()?
+                .unwrap_or(false);
+            if exists {
+                return Err(StoreError::SenderExists(sender.id.clone()));
+            }
+            tx.tx.execute(
+                "INSERT INTO senders (id, kind, country, salt, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    sender.id,
+                    sender.kind.name(),
+                    sender.country.map(|c| c.as_str().to_string()),
+                    &salt[..],
+                    &hash[..]
+                ],
+            )?;
+            let filers: Vec<FilerCode> = if sender.kind == SenderKind::Broker && sender.filers.is_empty() {
+                FilerCode::from_stored(&sender.id).into_iter().collect()
+            } else {
+                sender.filers.clone()
+            };
+            for f in filers {
+                tx.tx.execute(
+                    "INSERT OR IGNORE INTO sender_filers (sender, filer) VALUES (?1, ?2)",
+                    params![sender.id, f.as_str()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes a sender; `false` when there was none.
+    pub fn remove_sender(&mut self, id: &str) -> Result<bool> {
+        self.write(|tx| {
+            tx.tx.execute("DELETE FROM sender_filers WHERE sender = ?1", [id])?;
+            Ok(tx.tx.execute("DELETE FROM senders WHERE id = ?1", [id])? > 0)
+        })
+    }
+
+    pub fn list_senders(&mut self) -> Result<Vec<Sender>> {
+        self.read(|tx| {
+            let ids: Vec<String> = tx
+                .tx
+                .prepare("SELECT id FROM senders ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            ids.iter().filter_map(|id| tx.sender(id).transpose()).collect()
+        })
+    }
+
+    /// Lets `filer` query `ior`.
+    pub fn grant(&mut self, filer: FilerCode, ior: IorNumber) -> Result<()> {
+        self.write(|tx| {
+            tx.tx.execute(
+                "INSERT INTO query_rights (filer, ior, granted) VALUES (?1, ?2, 1)
+                 ON CONFLICT (filer, ior) DO UPDATE SET granted = 1",
+                params![filer.as_str(), ior_key(&ior)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Checks a sender's password in constant time. An unknown sender and a
+    /// wrong password give the same answer and cost the same work.
+    pub fn authenticate(&mut self, id: &str, password: &[u8]) -> Result<Option<Sender>> {
+        self.read(|tx| {
+            let row: Option<(Vec<u8>, Vec<u8>)> = tx
+                .tx
+                .prepare_cached("SELECT salt, hash FROM senders WHERE id = ?1")?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let pw = std::str::from_utf8(password).unwrap_or("").trim_end();
+            let (salt, stored, known) = match row {
+                Some((s, h)) => (s, h, true),
+                None => (vec![0u8; 16], vec![0u8; 32], false),
+            };
+            let computed = hash_password(pw, &salt);
+            let equal: bool = computed[..].ct_eq(&stored[..]).into();
+            if known && equal {
+                tx.sender(id)
+            } else {
+                Ok(None)
+            }
+        })
+    }
+
+    /// Direct access for the store's own tests and for fault injection.
+    #[doc(hidden)]
+    pub fn execute_raw(&mut self, sql: &str) -> Result<()> {
+        self.conn.execute_batch(sql)?;
+        Ok(())
+    }
+}
+
+fn hash_password(password: &str, salt: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt, PBKDF2_ROUNDS, &mut out);
+    out
+}
+
+/// IOR numbers are stored with their trailing space (the SSN form) so that
+/// equality is byte equality of the 12-byte field.
+fn ior_key(ior: &IorNumber) -> String {
+    String::from_utf8_lossy(ior.as_bytes()).into_owned()
+}
+
+
+/// A claim being applied or given back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimChange {
+    pub line: u16,
+    pub certificate: i64,
+    pub quantity: Hundredths,
+    /// For a debit: the new version; for a credit: the version given back.
+    pub version: u32,
+}
+
+/// The effect of an accepted entry summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryChange {
+    pub entry: EntryNumber,
+    /// The entry's version after the change.
+    pub version: u32,
+    pub deleted: bool,
+    pub ior: Option<IorNumber>,
+    pub credits: Vec<ClaimChange>,
+    pub debits: Vec<ClaimChange>,
+    pub date: Date,
+}
+
+/// Outcome of a processed input batch, as remembered for an input file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputBatch {
+    pub app: String,
+    pub outcome: String,
+    pub accepted: u32,
+    pub rejected: u32,
+    pub response: Vec<u8>,
+}
+
+/// What the store knows of a claimed input file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputRecord {
+    pub claim: String,
+    pub name: String,
+    pub channel: String,
+    pub sender: Option<String>,
+    pub destination: Option<String>,
+    pub batches_done: u64,
+    pub complete: bool,
+    pub published: bool,
+}
+
+/// Filter of a country's `S` query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageCondition {
+    Matched,
+    Unmatched,
+    Cancelled,
+}
+
+/// A transaction on the store.
+pub struct Tx<'c> {
+    tx: &'c rusqlite::Transaction<'c>,
+}
+
+fn certificate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<Certificate, String>> {
+    let id: i64 = r.get(0)?;
+    let country: String = r.get(1)?;
+    let number: String = r.get(2)?;
+    let program: String = r.get(3)?;
+    let hts: String = r.get(4)?;
+    let unit: String = r.get(5)?;
+    let certified: i64 = r.get(6)?;
+    let used: i64 = r.get(7)?;
+    let issued: u32 = r.get(8)?;
+    let expires: u32 = r.get(9)?;
+    let quota_year: u16 = r.get(10)?;
+    let ior: String = r.get(11)?;
+    let exporter: String = r.get(12)?;
+    let cancelled: bool = r.get(13)?;
+    let bad = |what: &str| format!("certificate {id}: {what}");
+    Ok((|| {
+        Ok(Certificate {
+            id,
+            terms: CertificateTerms {
+                country: Country::from_stored(&country).ok_or_else(|| bad("country"))?,
+                number: CertificateNumber::from_stored(&number).ok_or_else(|| bad("number"))?,
+                program: program
+                    .bytes()
+                    .next()
+                    .and_then(Program::parse)
+                    .ok_or_else(|| bad("program"))?,
+                hts: HtsCoverage::from_stored(&hts).ok_or_else(|| bad("hts"))?,
+                certified: Hundredths::new(u64::try_from(certified).map_err(|_| bad("certified"))?),
+                unit: Unit::from_stored(&unit).ok_or_else(|| bad("unit"))?,
+                issued: Date::from_ccyymmdd(issued).ok_or_else(|| bad("issued"))?,
+                expires: Date::from_ccyymmdd(expires).ok_or_else(|| bad("expires"))?,
+                quota_year,
+                ior: IorNumber::parse(ior.as_bytes()).ok_or_else(|| bad("ior"))?,
+                exporter,
+            },
+            used: Hundredths::new(u64::try_from(used).map_err(|_| bad("used"))?),
+            cancelled,
+        })
+    })())
+}
+
+const CERT_COLUMNS: &str = "id, country, number, program, hts, unit, certified, used, issued, expires, quota_year, ior, exporter, cancelled";
+
+fn to_i64(q: Hundredths) -> Result<i64> {
+    i64::try_from(q.get()).map_err(|_| StoreError::Corrupt(format!("quantity {q} out of range")))
+}
+
+impl Tx<'_> {
+    /// The sender `id` with its filer codes.
+    pub fn sender(&self, id: &str) -> Result<Option<Sender>> {
+        let row: Option<(String, Option<String>)> = self
+            .tx
+            .prepare_cached("SELECT kind, country FROM senders WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((kind, country)) = row else { return Ok(None) };
+        let kind = SenderKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("sender kind {kind:?}")))?;
+        let country = match country {
+            Some(c) => Some(Country::from_stored(&c).ok_or_else(|| StoreError::Corrupt(format!("country {c:?}")))?),
+            None => None,
+        };
+        let filers = self
+            .tx
+            .prepare_cached("SELECT filer FROM sender_filers WHERE sender = ?1 ORDER BY filer")?
+            .query_map([id], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .filter_map(|f| FilerCode::from_stored(&f))
+            .collect();
+        Ok(Some(Sender {
+            id: id.to_string(),
+            kind,
+            country,
+            filers,
+        }))
+    }
+
+    fn certificate_where(&self, sql: &str, p: impl rusqlite::Params) -> Result<Option<Certificate>> {
+        let row = self
+            .tx
+            .prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE {sql}"))?
+            .query_row(p, certificate_from_row)
+            .optional()?;
+        row.transpose().map_err(StoreError::Corrupt)
+    }
+
+    pub fn certificate(&self, country: Country, number: CertificateNumber) -> Result<Option<Certificate>> {
+        self.certificate_where("country = ?1 AND number = ?2", params![country.as_str(), number.as_str()])
+    }
+
+    pub fn certificate_by_id(&self, id: i64) -> Result<Option<Certificate>> {
+        self.certificate_where("id = ?1", params![id])
+    }
+
+    /// Whether `number` is on file for a country other than `country`.
+    pub fn number_on_file_elsewhere(&self, country: Country, number: CertificateNumber) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM certificates WHERE number = ?1 AND country <> ?2 LIMIT 1")?
+            .query_row(params![number.as_str(), country.as_str()], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    pub fn insert_certificate(&self, t: &CertificateTerms) -> Result<i64> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO certificates (country, number, program, hts, unit, certified, issued, expires,
+                 quota_year, ior, exporter) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                t.country.as_str(),
+                t.number.as_str(),
+                (t.program.code() as char).to_string(),
+                t.hts.as_str(),
+                t.unit.as_str(),
+                to_i64(t.certified)?,
+                t.issued.ccyymmdd(),
+                t.expires.ccyymmdd(),
+                t.quota_year,
+                ior_key(&t.ior),
+                t.exporter,
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    pub fn replace_certificate(&self, id: i64, t: &CertificateTerms) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE certificates SET program = ?2, hts = ?3, unit = ?4, certified = ?5, issued = ?6,
+                 expires = ?7, quota_year = ?8, ior = ?9, exporter = ?10 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                (t.program.code() as char).to_string(),
+                t.hts.as_str(),
+                t.unit.as_str(),
+                to_i64(t.certified)?,
+                t.issued.ccyymmdd(),
+                t.expires.ccyymmdd(),
+                t.quota_year,
+                ior_key(&t.ior),
+                t.exporter,
+            ])?;
+        Ok(())
+    }
+
+    pub fn cancel_certificate(&self, id: i64) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE certificates SET cancelled = 1 WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    pub fn entry(&self, entry: &EntryNumber) -> Result<Option<EntryState>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT version, deleted FROM entries WHERE filer = ?1 AND number = ?2")?
+            .query_row(params![entry.filer.as_str(), entry.digits_str()], |r| {
+                Ok(EntryState {
+                    version: r.get(0)?,
+                    deleted: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// The claims in force of an entry, by line.
+    pub fn claims(&self, entry: &EntryNumber) -> Result<Vec<Claim>> {
+        let rows = self
+            .tx
+            .prepare_cached(
+                "SELECT line, certificate, quantity, version FROM claims WHERE filer = ?1 AND number = ?2
+                 ORDER BY line",
+            )?
+            .query_map(params![entry.filer.as_str(), entry.digits_str()], |r| {
+                Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, u32>(3)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(line, certificate, q, version)| {
+                Ok(Claim {
+                    line,
+                    certificate,
+                    quantity: Hundredths::new(u64::try_from(q).map_err(|_| StoreError::Corrupt("claim".into()))?),
+                    version,
+                })
+            })
+            .collect()
+    }
+
+    fn usage(&self, kind: UsageKind, entry: &EntryNumber, c: &ClaimChange, date: Date) -> Result<()> {
+        let q = to_i64(c.quantity)?;
+        let delta = match kind {
+            UsageKind::Debit => q,
+            UsageKind::Credit => -q,
+        };
+        self.tx
+            .prepare_cached("UPDATE certificates SET used = used + ?2 WHERE id = ?1")?
+            .execute(params![c.certificate, delta])?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO usage_events (certificate, filer, number, line, kind, quantity, date, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                c.certificate,
+                entry.filer.as_str(),
+                entry.digits_str(),
+                c.line,
+                (kind.code() as char).to_string(),
+                q,
+                date.ccyymmdd(),
+                c.version
+            ])?;
+        Ok(())
+    }
+
+    /// Applies an accepted entry summary: credits first, then debits, each a
+    /// usage event; the claims in force and the entry row follow.
+    pub fn apply_entry(&self, ch: &EntryChange) -> Result<()> {
+        for c in &ch.credits {
+            self.usage(UsageKind::Credit, &ch.entry, c, ch.date)?;
+        }
+        for d in &ch.debits {
+            self.usage(UsageKind::Debit, &ch.entry, d, ch.date)?;
+        }
+        let (filer, number) = (ch.entry.filer.as_str(), ch.entry.digits_str());
+        self.tx
+            .prepare_cached("DELETE FROM claims WHERE filer = ?1 AND number = ?2")?
+            .execute(params![filer, number])?;
+        for d in &ch.debits {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO claims (filer, number, line, certificate, quantity, version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![filer, number, d.line, d.certificate, to_i64(d.quantity)?, d.version])?;
+        }
+        let ior = ch.ior.as_ref().map(ior_key);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO entries (filer, number, version, deleted, ior) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (filer, number) DO UPDATE SET version = ?3, deleted = ?4, ior = coalesce(?5, ior)",
+            )?
+            .execute(params![filer, number, ch.version, ch.deleted, ior])?;
+        if let Some(ior) = ior {
+            self.tx
+                .prepare_cached("INSERT OR IGNORE INTO query_rights (filer, ior, granted) VALUES (?1, ?2, 0)")?
+                .execute(params![filer, ior])?;
+        }
+        Ok(())
+    }
+
+    /// Whether `filer` may query `ior`: it filed an accepted entry for it, or was granted.
+    pub fn may_query(&self, filer: FilerCode, ior: &IorNumber) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM query_rights WHERE filer = ?1 AND ior = ?2")?
+            .query_row(params![filer.as_str(), ior_key(ior)], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    fn certificates_query(&self, sql: &str, p: impl rusqlite::Params, out: &mut dyn FnMut(Certificate) -> Result<()>) -> Result<()> {
+        let mut stmt = self.tx.prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE {sql}"))?;
+        let mut rows = stmt.query(p)?;
+        while let Some(r) = rows.next()? {
+            out(certificate_from_row(r)?.map_err(StoreError::Corrupt)?)?;
+        }
+        Ok(())
+    }
+
+    /// Certificates naming `ior`, by country then number, streamed to `out`.
+    pub fn certificates_for_ior(
+        &self,
+        ior: &IorNumber,
+        quota_year: Option<u16>,
+        out: &mut dyn FnMut(Certificate) -> Result<()>,
+    ) -> Result<()> {
+        match quota_year {
+            Some(y) => self.certificates_query(
+                "ior = ?1 AND quota_year = ?2 ORDER BY country, number",
+                params![ior_key(ior), y],
+                out,
+            ),
+            None => self.certificates_query("ior = ?1 ORDER BY country, number", params![ior_key(ior)], out),
+        }
+    }
+
+    /// A country's certificates in a condition, by number, streamed to `out`.
+    pub fn certificates_of_country(
+        &self,
+        country: Country,
+        condition: UsageCondition,
+        issued_from: Option<Date>,
+        issued_to: Option<Date>,
+        out: &mut dyn FnMut(Certificate) -> Result<()>,
+    ) -> Result<()> {
+        let cond = match condition {
+            UsageCondition::Matched => "cancelled = 0 AND used > 0",
+            UsageCondition::Unmatched => "cancelled = 0 AND used = 0",
+            UsageCondition::Cancelled => "cancelled = 1",
+        };
+        let from = issued_from.map(Date::ccyymmdd).unwrap_or(0);
+        let to = issued_to.map(Date::ccyymmdd).unwrap_or(99_999_999);
+        self.certificates_query(
+            &format!("country = ?1 AND {cond} AND issued BETWEEN ?2 AND ?3 ORDER BY number"),
+            params![country.as_str(), from, to],
+            out,
+        )
+    }
+
+    /// The usage events of a certificate, oldest first.
+    pub fn usage_events(&self, certificate: i64) -> Result<Vec<UsageEvent>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT filer, number, line, kind, quantity, date, version FROM usage_events
+             WHERE certificate = ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([certificate])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let filer: String = r.get(0)?;
+            let number: String = r.get(1)?;
+            let kind: String = r.get(3)?;
+            let q: i64 = r.get(4)?;
+            let date: u32 = r.get(5)?;
+            let bad = || StoreError::Corrupt(format!("usage event of certificate {certificate}"));
+            let filer = FilerCode::from_stored(&filer).ok_or_else(bad)?;
+            out.push(UsageEvent {
+                certificate,
+                entry: EntryNumber::parse(filer, number.as_bytes()).ok_or_else(bad)?,
+                line: r.get(2)?,
+                kind: if kind == "D" { UsageKind::Debit } else { UsageKind::Credit },
+                quantity: Hundredths::new(u64::try_from(q).map_err(|_| bad())?),
+                date: Date::from_ccyymmdd(date).ok_or_else(bad)?,
+                version: r.get(6)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The digest and response of an earlier batch with this reference.
+    pub fn batch_seen(&self, sender: &str, reference: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT digest, response FROM batches WHERE sender = ?1 AND reference = ?2")?
+            .query_row(params![sender, reference], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    pub fn remember_batch(&self, sender: &str, reference: &str, digest: &[u8], response: &[u8]) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO batches (sender, reference, digest, response) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![sender, reference, digest, response])?;
+        Ok(())
+    }
+
+    /// The store's record of a claimed input file.
+    pub fn input(&self, claim: &str) -> Result<Option<InputRecord>> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT claim, name, channel, sender, destination, batches_done, complete, published
+                 FROM inputs WHERE claim = ?1",
+            )?
+            .query_row([claim], |r| {
+                Ok(InputRecord {
+                    claim: r.get(0)?,
+                    name: r.get(1)?,
+                    channel: r.get(2)?,
+                    sender: r.get(3)?,
+                    destination: r.get(4)?,
+                    batches_done: r.get(5)?,
+                    complete: r.get(6)?,
+                    published: r.get(7)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Records the outcome of batch `idx` of an input file; called in the
+    /// same transaction as the batch's effects.
+    pub fn record_input_batch(
+        &self,
+        claim: &str,
+        name: &str,
+        channel: &str,
+        idx: u64,
+        destination: Option<(&str, &str)>,
+        batch: &InputBatch,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO inputs (claim, name, channel) VALUES (?1, ?2, ?3)")?
+            .execute(params![claim, name, channel])?;
+        if let Some((sender, dest)) = destination {
+            self.tx
+                .prepare_cached("UPDATE inputs SET sender = ?2, destination = ?3 WHERE claim = ?1 AND destination IS NULL")?
+                .execute(params![claim, sender, dest])?;
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO input_batches (claim, idx, app, outcome, accepted, rejected, response)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![claim, idx, batch.app, batch.outcome, batch.accepted, batch.rejected, batch.response])?;
+        self.tx
+            .prepare_cached(
+                "UPDATE inputs SET batches_done = ?2, accepted = accepted + ?3, rejected = rejected + ?4 WHERE claim = ?1",
+            )?
+            .execute(params![claim, idx + 1, batch.accepted, batch.rejected])?;
+        Ok(())
+    }
+
+    pub fn complete_input(&self, claim: &str, name: &str, channel: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO inputs (claim, name, channel) VALUES (?1, ?2, ?3)")?
+            .execute(params![claim, name, channel])?;
+        self.tx
+            .prepare_cached("UPDATE inputs SET complete = 1 WHERE claim = ?1")?
+            .execute([claim])?;
+        Ok(())
+    }
+
+    pub fn mark_published(&self, claim: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE inputs SET published = 1 WHERE claim = ?1")?
+            .execute([claim])?;
+        Ok(())
+    }
+
+    /// The stored batches of an input file, in order.
+    pub fn input_batches(&self, claim: &str) -> Result<Vec<InputBatch>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT app, outcome, accepted, rejected, response FROM input_batches WHERE claim = ?1 ORDER BY idx",
+        )?;
+        let rows = stmt
+            .query_map([claim], |r| {
+                Ok(InputBatch {
+                    app: r.get(0)?,
+                    outcome: r.get(1)?,
+                    accepted: r.get(2)?,
+                    rejected: r.get(3)?,
+                    response: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Every certificate's `used` next to the replay of its usage events:
+    /// `(id, used, replayed)` for each certificate where they differ.
+    pub fn ledger_mismatches(&self) -> Result<Vec<(i64, i64, i64)>> {
+        let mut stmt = self.tx.prepare(
+            "SELECT c.id, c.used, coalesce(sum(CASE u.kind WHEN 'D' THEN u.quantity ELSE -u.quantity END), 0) AS r
+             FROM certificates c LEFT JOIN usage_events u ON u.certificate = c.id
+             GROUP BY c.id HAVING c.used <> r",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Counts for `ecertd status`: certificates, entries, usage events, inputs.
+    pub fn counts(&self) -> Result<Vec<(&'static str, i64)>> {
+        let mut out = Vec::new();
+        for (name, sql) in [
+            ("certificates", "SELECT count(*) FROM certificates"),
+            ("entries", "SELECT count(*) FROM entries"),
+            ("usage_events", "SELECT count(*) FROM usage_events"),
+            ("inputs_processed", "SELECT count(*) FROM inputs WHERE complete = 1"),
+            ("batches_remembered", "SELECT count(*) FROM batches"),
+        ] {
+            out.push((name, self.tx.query_row(sql, [], |r| r.get(0))?));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker() -> Sender {
+        Sender {
+            id: "ABC".into(),
+            kind: SenderKind::Broker,
+            country: None,
+            filers: vec![],
+        }
+    }
+
+    #[test]
+    fn senders_and_passwords() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.add_sender(&broker(), "PWABC1").unwrap();
+        assert!(matches!(s.add_sender(&broker(), "X"), Err(StoreError::SenderExists(_))));
+        let got = s.authenticate("ABC", b"PWABC1").unwrap().unwrap();
+        assert_eq!(got.filers, vec![FilerCode::from_stored("ABC").unwrap()]);
+        assert!(s.authenticate("ABC", b"PWABC2").unwrap().is_none());
+        assert!(s.authenticate("XYZ", b"PWABC1").unwrap().is_none());
+        assert!(s.remove_sender("ABC").unwrap());
+        assert!(s.authenticate("ABC", b"PWABC1").unwrap().is_none());
+    }
+
+    #[test]
+    fn usage_events_are_append_only() {
+        let mut s = Store::open_in_memory().unwrap();
+        assert!(s.execute_raw("UPDATE usage_events SET quantity = 1").is_ok());
+        s.execute_raw(
+            "INSERT INTO certificates (country, number, program, hts, unit, certified, issued, expires, quota_year, ior, exporter)
+             VALUES ('AU','1','Q','0201','KG',100,20260101,20261231,2026,'12-3456789AB','X');
+             INSERT INTO usage_events (certificate, filer, number, line, kind, quantity, date, version)
+             VALUES (1,'ABC','12345676',1,'D',5,20260315,1);",
+        )
+        .unwrap();
+        assert!(s.execute_raw("UPDATE usage_events SET quantity = 1").is_err());
+        assert!(s.execute_raw("DELETE FROM usage_events").is_err());
+        assert!(s.execute_raw("UPDATE certificates SET used = 101").is_err());
+        assert!(s.execute_raw("UPDATE certificates SET used = -1").is_err());
+    }
+}
