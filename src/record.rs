@@ -35,9 +35,13 @@ impl<'a> Record<'a> {
         self.len == RECORD_LEN as u64 && self.first_bad_byte().is_none()
     }
 
-    /// The identifier as read, two bytes, unprintable ones as `?`.
+    /// The identifier as read, two bytes, unprintable ones as `?`. The
+    /// envelope records' identifier is position 1 alone.
     pub fn id_as_read(&self) -> [u8; 2] {
         let mut id = [b' '; 2];
+        if let Some(&b @ (b'A' | b'B' | b'Y' | b'Z')) = self.bytes.first() {
+            return [b, b' '];
+        }
         for (slot, &b) in id.iter_mut().zip(self.bytes) {
             *slot = if (0x20..=0x7e).contains(&b) { b } else { b'?' };
         }
