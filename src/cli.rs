@@ -16,7 +16,11 @@ use crate::store::Store;
 use crate::types::{CertificateNumber, Country, Date, FilerCode, IorNumber};
 
 #[derive(Parser, Debug)]
-#[command(name = "ecertd", version, about = "eCERT 2.0 quota certificates and ABI entry summaries")]
+#[command(
+    name = "ecertd",
+    version,
+    about = "eCERT 2.0 quota certificates and ABI entry summaries"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -150,7 +154,11 @@ impl Paths {
             Some(s) => Date::parse_iso(s).ok_or_else(|| anyhow!("--business-date {s:?}: expected YYYY-MM-DD"))?,
             None => Date::today_utc(),
         };
-        Ok(Paths { root, db, business_date })
+        Ok(Paths {
+            root,
+            db,
+            business_date,
+        })
     }
 
     pub fn open_store(&self) -> Result<Store> {
@@ -253,7 +261,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Sender(cmd) => sender(&ctx, cmd),
         Command::Grant { filer, ior } => {
-            let filer = FilerCode::parse(filer.as_bytes()).ok_or_else(|| anyhow!("--filer {filer:?}: 3 of A-Z, 0-9"))?;
+            let filer =
+                FilerCode::parse(filer.as_bytes()).ok_or_else(|| anyhow!("--filer {filer:?}: 3 of A-Z, 0-9"))?;
             let ior = parse_ior(&ior)?;
             ctx.open_store()?.grant(filer, ior)?;
             println!("granted {filer} access to IOR {}", ior.as_str());
@@ -265,7 +274,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 /// An IOR number as typed: its 12-byte form, or the SSN form without its trailing space.
 pub fn parse_ior(s: &str) -> Result<IorNumber> {
-    IorNumber::from_stored(s).ok_or_else(|| anyhow!("{s:?} is not an IOR number (NN-NNNNNNNSS, NNN-NN-NNNN or YYDDPP-NNNNN)"))
+    IorNumber::from_stored(s)
+        .ok_or_else(|| anyhow!("{s:?} is not an IOR number (NN-NNNNNNNSS, NNN-NN-NNNN or YYDDPP-NNNNN)"))
 }
 
 fn sender(ctx: &Paths, cmd: SenderCommand) -> Result<ExitCode> {
@@ -283,7 +293,9 @@ fn sender(ctx: &Paths, cmd: SenderCommand) -> Result<ExitCode> {
                 KindArg::Country => SenderKind::Country,
             };
             let country = match country {
-                Some(c) => Some(Country::parse(c.as_bytes()).ok_or_else(|| anyhow!("--country {c:?}: two letters A-Z"))?),
+                Some(c) => {
+                    Some(Country::parse(c.as_bytes()).ok_or_else(|| anyhow!("--country {c:?}: two letters A-Z"))?)
+                }
                 None => None,
             };
             let filers = filers
@@ -345,7 +357,11 @@ fn sender(ctx: &Paths, cmd: SenderCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn certificate_json(c: &crate::model::Certificate, events: &[crate::model::UsageEvent], date: Date) -> serde_json::Value {
+fn certificate_json(
+    c: &crate::model::Certificate,
+    events: &[crate::model::UsageEvent],
+    date: Date,
+) -> serde_json::Value {
     let t = &c.terms;
     serde_json::json!({
         "country": t.country.as_str(),
@@ -385,7 +401,10 @@ fn print_certificate(c: &crate::model::Certificate, events: &[crate::model::Usag
     );
     println!(
         "  certified {} {}  used {}  remaining {}",
-        t.certified, t.unit, c.used, c.remaining()
+        t.certified,
+        t.unit,
+        c.used,
+        c.remaining()
     );
     println!(
         "  issued {}  expires {}  quota year {}  IOR {}  exporter {}",
@@ -401,7 +420,11 @@ fn print_certificate(c: &crate::model::Certificate, events: &[crate::model::Usag
             e.date,
             e.entry,
             e.line,
-            if e.kind == crate::model::UsageKind::Debit { "debit " } else { "credit" },
+            if e.kind == crate::model::UsageKind::Debit {
+                "debit "
+            } else {
+                "credit"
+            },
             e.quantity,
             e.version
         );
@@ -413,7 +436,8 @@ fn query(ctx: &Paths, q: QueryCommand) -> Result<ExitCode> {
     let date = ctx.business_date;
     let (found, json) = match q {
         QueryCommand::Certificate { country, number, json } => {
-            let c = Country::parse(country.as_bytes()).ok_or_else(|| anyhow!("country {country:?}: two letters A-Z"))?;
+            let c =
+                Country::parse(country.as_bytes()).ok_or_else(|| anyhow!("country {country:?}: two letters A-Z"))?;
             let n = CertificateNumber::from_stored(&number)
                 .ok_or_else(|| anyhow!("certificate number {number:?}: 1-10 of A-Z, 0-9, -"))?;
             let found = store.read(|tx| -> Result<Vec<_>> {
@@ -454,5 +478,9 @@ fn query(ctx: &Paths, q: QueryCommand) -> Result<ExitCode> {
             print_certificate(c, e, date);
         }
     }
-    Ok(if found.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if found.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

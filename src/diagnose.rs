@@ -63,7 +63,10 @@ pub fn layout_for(rec: &[u8], app: Option<App>) -> Option<&'static Layout> {
         Some(App::Gq) => &["Q1"],
         Some(App::Ec) => &["C1"],
         Some(App::Ae) => &["10", "11", "40", "50", "52"],
-        None => &["G1", "G2", "Q1", "C1", "10", "11", "40", "50", "52", "X0", "X1", "S1", "E0", "E1", "C0", "C2", "C3", "C4", "C9"],
+        None => &[
+            "G1", "G2", "Q1", "C1", "10", "11", "40", "50", "52", "X0", "X1", "S1", "E0", "E1", "C0", "C2", "C3", "C4",
+            "C9",
+        ],
     };
     if allowed.contains(&id) {
         layout::by_id(id)
@@ -158,7 +161,14 @@ fn explain_record(
         } else {
             format!("{}-{}", field.column(), field.end_column())
         };
-        writeln!(w, "    {:<6} {:<13} \"{}\"  {}", pos, field.key, escape(value), field.name)?;
+        writeln!(
+            w,
+            "    {:<6} {:<13} \"{}\"  {}",
+            pos,
+            field.key,
+            escape(value),
+            field.name
+        )?;
         for p in mine.iter().filter(|p| p.column != 0 && p.column == field.column()) {
             writeln!(w, "           problem: {} {}", p.code, p.code.narrative())?;
         }

@@ -277,7 +277,8 @@ pub fn frame(raw: &RawBatch, channel: Option<Channel>) -> Envelope {
         }
         BatchKind::Stray => {
             let rec = raw.record(0);
-            env.problems.push(Problem::at(0, &rec, 0, Code::X03, "record outside a batch"));
+            env.problems
+                .push(Problem::at(0, &rec, 0, Code::X03, "record outside a batch"));
             return env;
         }
         BatchKind::Enveloped => {}
@@ -390,8 +391,24 @@ pub fn frame(raw: &RawBatch, channel: Option<Channel>) -> Envelope {
                 if well_formed {
                     field_problems(lz, i, &rec, &["site", "sender"], problems);
                     if a_ok {
-                        compare(lz, "site", i, &rec, la.field("site").slice(a.bytes), Code::X04, problems);
-                        compare(lz, "sender", i, &rec, la.field("sender").slice(a.bytes), Code::X04, problems);
+                        compare(
+                            lz,
+                            "site",
+                            i,
+                            &rec,
+                            la.field("site").slice(a.bytes),
+                            Code::X04,
+                            problems,
+                        );
+                        compare(
+                            lz,
+                            "sender",
+                            i,
+                            &rec,
+                            la.field("sender").slice(a.bytes),
+                            Code::X04,
+                            problems,
+                        );
                     }
                     check_mmddyy(lz, i, &rec, problems);
                 }
@@ -557,7 +574,10 @@ mod tests {
     #[test]
     fn clean_envelope() {
         let lines = gt_batch();
-        let env = frame(&raw(&lines.iter().map(String::as_str).collect::<Vec<_>>()), Some(Channel::Ecert));
+        let env = frame(
+            &raw(&lines.iter().map(String::as_str).collect::<Vec<_>>()),
+            Some(Channel::Ecert),
+        );
         assert_eq!(env.problems, vec![]);
         assert_eq!(env.blocks.len(), 1);
         assert_eq!(env.blocks[0].details(), 2..3);
@@ -567,7 +587,10 @@ mod tests {
     #[test]
     fn wrong_channel_is_x07() {
         let lines = gt_batch();
-        let env = frame(&raw(&lines.iter().map(String::as_str).collect::<Vec<_>>()), Some(Channel::Abi));
+        let env = frame(
+            &raw(&lines.iter().map(String::as_str).collect::<Vec<_>>()),
+            Some(Channel::Abi),
+        );
         assert_eq!(env.problems.len(), 1);
         assert_eq!((env.problems[0].code, env.problems[0].column), (Code::X07, 26));
     }

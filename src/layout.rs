@@ -295,9 +295,15 @@ pub fn parse_document(file: &'static str, text: &'static str) -> Result<Vec<Layo
             Some((a, b)) => (a, b),
             None => (cells[0], cells[0]),
         };
-        let first: usize = first.parse().map_err(|_| err(n, format!("bad position {:?}", cells[0])))?;
-        let last: usize = last.parse().map_err(|_| err(n, format!("bad position {:?}", cells[0])))?;
-        let len: usize = cells[1].parse().map_err(|_| err(n, format!("bad length {:?}", cells[1])))?;
+        let first: usize = first
+            .parse()
+            .map_err(|_| err(n, format!("bad position {:?}", cells[0])))?;
+        let last: usize = last
+            .parse()
+            .map_err(|_| err(n, format!("bad position {:?}", cells[0])))?;
+        let len: usize = cells[1]
+            .parse()
+            .map_err(|_| err(n, format!("bad length {:?}", cells[1])))?;
         if first == 0 || last < first || last - first + 1 != len {
             return Err(err(n, format!("positions {} do not give length {len}", cells[0])));
         }
@@ -367,8 +373,8 @@ mod tests {
     #[test]
     fn every_layout_covers_1_to_80_exactly_once() {
         let expected = [
-            "A", "B", "Y", "Z", "X0", "X1", "G1", "G2", "S1", "10", "11", "40", "50", "52", "E0", "E1", "C1",
-            "Q1", "C0", "C2", "C4", "C3", "C9",
+            "A", "B", "Y", "Z", "X0", "X1", "G1", "G2", "S1", "10", "11", "40", "50", "52", "E0", "E1", "C1", "Q1",
+            "C0", "C2", "C4", "C3", "C9",
         ];
         let ids: Vec<&str> = all().iter().map(|l| l.id).collect();
         for id in expected {
@@ -382,7 +388,12 @@ mod tests {
                     *c += 1;
                 }
             }
-            assert!(covered.iter().all(|&c| c == 1), "layout {} covers {:?}", layout.id, covered);
+            assert!(
+                covered.iter().all(|&c| c == 1),
+                "layout {} covers {:?}",
+                layout.id,
+                covered
+            );
             assert_eq!(layout.fields[0].start, 0);
             assert_eq!(layout.fields[0].key, "id");
             assert_eq!(layout.fields[0].len, layout.id.len());

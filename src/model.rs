@@ -3,7 +3,7 @@
 
 use crate::envelope::SenderKind;
 use crate::types::{
-    CertificateNumber, Country, Date, EntryNumber, FilerCode, Hundredths, HtsCoverage, IorNumber, Program, Unit,
+    CertificateNumber, Country, Date, EntryNumber, FilerCode, HtsCoverage, Hundredths, IorNumber, Program, Unit,
 };
 
 /// A certificate on file.

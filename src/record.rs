@@ -27,7 +27,10 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// The first byte that is not printable ASCII, as a 1-based column.
     pub fn first_bad_byte(&self) -> Option<usize> {
-        self.bytes.iter().position(|&b| !(0x20..=0x7e).contains(&b)).map(|p| p + 1)
+        self.bytes
+            .iter()
+            .position(|&b| !(0x20..=0x7e).contains(&b))
+            .map(|p| p + 1)
     }
 
     /// Exactly 80 printable bytes.
@@ -100,8 +103,16 @@ impl RawBatch {
         for (i, l) in lines.into_iter().enumerate() {
             b.push(&l[..l.len().min(KEEP)], l.len() as u64, i as u64 + 1);
         }
-        if b.spans.first().map(|s| b.data.get(s.start) != Some(&b'A')).unwrap_or(true) {
-            b.kind = if b.spans.is_empty() { BatchKind::Empty } else { BatchKind::Stray };
+        if b.spans
+            .first()
+            .map(|s| b.data.get(s.start) != Some(&b'A'))
+            .unwrap_or(true)
+        {
+            b.kind = if b.spans.is_empty() {
+                BatchKind::Empty
+            } else {
+                BatchKind::Stray
+            };
         }
         b
     }

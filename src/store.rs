@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use crate::envelope::SenderKind;
 use crate::model::{Certificate, CertificateTerms, Claim, EntryState, Sender, UsageEvent, UsageKind};
 use crate::types::{
-    CertificateNumber, Country, Date, EntryNumber, FilerCode, Hundredths, HtsCoverage, IorNumber, Program, Unit,
+    CertificateNumber, Country, Date, EntryNumber, FilerCode, HtsCoverage, Hundredths, IorNumber, Program, Unit,
 };
 
 /// Operational errors of the store.
@@ -385,7 +385,6 @@ fn ior_key(ior: &IorNumber) -> String {
     String::from_utf8_lossy(ior.as_bytes()).into_owned()
 }
 
-
 /// A claim being applied or given back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimChange {
@@ -487,7 +486,8 @@ fn certificate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::
     })())
 }
 
-const CERT_COLUMNS: &str = "id, country, number, program, hts, unit, certified, used, issued, expires, quota_year, ior, exporter, cancelled";
+const CERT_COLUMNS: &str =
+    "id, country, number, program, hts, unit, certified, used, issued, expires, quota_year, ior, exporter, cancelled";
 
 fn to_i64(q: Hundredths) -> Result<i64> {
     i64::try_from(q.get()).map_err(|_| StoreError::Corrupt(format!("quantity {q} out of range")))
@@ -533,7 +533,10 @@ impl Tx<'_> {
     }
 
     pub fn certificate(&self, country: Country, number: CertificateNumber) -> Result<Option<Certificate>> {
-        self.certificate_where("country = ?1 AND number = ?2", params![country.as_str(), number.as_str()])
+        self.certificate_where(
+            "country = ?1 AND number = ?2",
+            params![country.as_str(), number.as_str()],
+        )
     }
 
     pub fn certificate_by_id(&self, id: i64) -> Result<Option<Certificate>> {
@@ -622,7 +625,12 @@ impl Tx<'_> {
                  ORDER BY line",
             )?
             .query_map(params![entry.filer.as_str(), entry.digits_str()], |r| {
-                Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, u32>(3)?))
+                Ok((
+                    r.get::<_, u16>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, u32>(3)?,
+                ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
@@ -683,7 +691,14 @@ impl Tx<'_> {
                     "INSERT INTO claims (filer, number, line, certificate, quantity, version)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![filer, number, d.line, d.certificate, to_i64(d.quantity)?, d.version])?;
+                .execute(params![
+                    filer,
+                    number,
+                    d.line,
+                    d.certificate,
+                    to_i64(d.quantity)?,
+                    d.version
+                ])?;
         }
         let ior = ch.ior.as_ref().map(ior_key);
         self.tx
@@ -710,8 +725,15 @@ impl Tx<'_> {
             .is_some())
     }
 
-    fn certificates_query(&self, sql: &str, p: impl rusqlite::Params, out: &mut dyn FnMut(Certificate) -> Result<()>) -> Result<()> {
-        let mut stmt = self.tx.prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE {sql}"))?;
+    fn certificates_query(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        out: &mut dyn FnMut(Certificate) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE {sql}"))?;
         let mut rows = stmt.query(p)?;
         while let Some(r) = rows.next()? {
             out(certificate_from_row(r)?.map_err(StoreError::Corrupt)?)?;
@@ -779,7 +801,11 @@ impl Tx<'_> {
                 certificate,
                 entry: EntryNumber::parse(filer, number.as_bytes()).ok_or_else(bad)?,
                 line: r.get(2)?,
-                kind: if kind == "D" { UsageKind::Debit } else { UsageKind::Credit },
+                kind: if kind == "D" {
+                    UsageKind::Debit
+                } else {
+                    UsageKind::Credit
+                },
                 quantity: Hundredths::new(u64::try_from(q).map_err(|_| bad())?),
                 date: Date::from_ccyymmdd(date).ok_or_else(bad)?,
                 version: r.get(6)?,
@@ -799,7 +825,9 @@ impl Tx<'_> {
 
     pub fn remember_batch(&self, sender: &str, reference: &str, digest: &[u8], response: &[u8]) -> Result<()> {
         self.tx
-            .prepare_cached("INSERT OR IGNORE INTO batches (sender, reference, digest, response) VALUES (?1, ?2, ?3, ?4)")?
+            .prepare_cached(
+                "INSERT OR IGNORE INTO batches (sender, reference, digest, response) VALUES (?1, ?2, ?3, ?4)",
+            )?
             .execute(params![sender, reference, digest, response])?;
         Ok(())
     }
@@ -843,7 +871,9 @@ impl Tx<'_> {
             .execute(params![claim, name, channel])?;
         if let Some((sender, dest)) = destination {
             self.tx
-                .prepare_cached("UPDATE inputs SET sender = ?2, destination = ?3 WHERE claim = ?1 AND destination IS NULL")?
+                .prepare_cached(
+                    "UPDATE inputs SET sender = ?2, destination = ?3 WHERE claim = ?1 AND destination IS NULL",
+                )?
                 .execute(params![claim, sender, dest])?;
         }
         self.tx
@@ -851,7 +881,15 @@ impl Tx<'_> {
                 "INSERT INTO input_batches (claim, idx, app, outcome, accepted, rejected, response)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![claim, idx, batch.app, batch.outcome, batch.accepted, batch.rejected, batch.response])?;
+            .execute(params![
+                claim,
+                idx,
+                batch.app,
+                batch.outcome,
+                batch.accepted,
+                batch.rejected,
+                batch.response
+            ])?;
         self.tx
             .prepare_cached(
                 "UPDATE inputs SET batches_done = ?2, accepted = accepted + ?3, rejected = rejected + ?4 WHERE claim = ?1",

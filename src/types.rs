@@ -139,7 +139,11 @@ impl Date {
         let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
         let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
         let y = (yoe + era * 400 + i64::from(m <= 2)) as u16;
-        Date { year: y, month: m, day: d }
+        Date {
+            year: y,
+            month: m,
+            day: d,
+        }
     }
 
     /// The date as the integer `CCYYMMDD`.
@@ -239,7 +243,8 @@ impl IorNumber {
     /// Accepts the three formats of identifiers.md, byte for byte.
     pub fn parse(field: &[u8]) -> Option<IorNumber> {
         let b: [u8; 12] = field.try_into().ok()?;
-        let ein = digits_at(&b[0..2]) && b[2] == b'-' && digits_at(&b[3..10]) && suffix_char(b[10]) && suffix_char(b[11]);
+        let ein =
+            digits_at(&b[0..2]) && b[2] == b'-' && digits_at(&b[3..10]) && suffix_char(b[10]) && suffix_char(b[11]);
         let ssn = digits_at(&b[0..3])
             && b[3] == b'-'
             && digits_at(&b[4..6])
@@ -267,7 +272,9 @@ impl CertificateNumber {
         let b: [u8; 10] = field.try_into().ok()?;
         let len = b.iter().position(|&c| c == b' ').unwrap_or(10);
         let ok = len > 0
-            && b[..len].iter().all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'-')
+            && b[..len]
+                .iter()
+                .all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'-')
             && b[len..].iter().all(|&c| c == b' ');
         ok.then_some(CertificateNumber(b))
     }
@@ -402,7 +409,9 @@ impl fmt::Display for EntryNumber {
 
 /// The value of one character in the check-digit computation.
 fn check_value(c: u8) -> Option<u32> {
-    const LETTERS: [u8; 26] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9];
+    const LETTERS: [u8; 26] = [
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9,
+    ];
     match c {
         b'0'..=b'9' => Some(u32::from(c - b'0')),
         b'A'..=b'Z' => Some(u32::from(LETTERS[usize::from(c - b'A')])),
@@ -459,7 +468,10 @@ mod tests {
         let filer = FilerCode::parse(b"ABC").unwrap();
         assert!(EntryNumber::parse(filer, b"12345676").is_some());
         assert!(EntryNumber::parse(filer, b"12345675").is_none());
-        assert_eq!(EntryNumber::parse(filer, b"12345676").unwrap().to_string(), "ABC-1234567-6");
+        assert_eq!(
+            EntryNumber::parse(filer, b"12345676").unwrap().to_string(),
+            "ABC-1234567-6"
+        );
     }
 
     #[test]
@@ -478,7 +490,13 @@ mod tests {
             (b"12A", b"5555555", 5),
         ];
         for (filer, number, want) in table {
-            assert_eq!(entry_check_digit(filer, number), Some(*want), "{:?} {:?}", filer, number);
+            assert_eq!(
+                entry_check_digit(filer, number),
+                Some(*want),
+                "{:?} {:?}",
+                filer,
+                number
+            );
         }
         assert_eq!(entry_check_digit(b"ab1", b"1234567"), None);
     }

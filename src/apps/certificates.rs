@@ -5,7 +5,7 @@ use crate::envelope::{Block, Problem, ResponseWriter};
 use crate::layout::{self, FieldState, Layout};
 use crate::model::{Certificate, CertificateTerms};
 use crate::record::RawBatch;
-use crate::types::{CertificateNumber, Country, Date, Hundredths, HtsCoverage, IorNumber, Program, Unit};
+use crate::types::{CertificateNumber, Country, Date, HtsCoverage, Hundredths, IorNumber, Program, Unit};
 
 use super::TxnProblem;
 
@@ -62,7 +62,10 @@ fn check_filler(layout: &Layout, i: usize, rec: &crate::record::Record<'_>, prob
 pub fn key(raw: &RawBatch, t: &Transaction) -> Option<(Country, CertificateNumber)> {
     let g1 = layout::get("G1");
     let rec = raw.record(t.g1).bytes;
-    Some((Country::parse(g1.get(rec, "country"))?, CertificateNumber::parse(g1.get(rec, "number"))?))
+    Some((
+        Country::parse(g1.get(rec, "country"))?,
+        CertificateNumber::parse(g1.get(rec, "number"))?,
+    ))
 }
 
 /// What a transaction does to the store when accepted.

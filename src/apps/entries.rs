@@ -180,7 +180,9 @@ pub fn parse(raw: &RawBatch, t: &Transaction, block_filer: &[u8; 3]) -> Parsed {
         Some(i) => {
             parsed.ior = IorNumber::parse(layout::get("11").get(raw.record(i).bytes, "ior"));
             if parsed.ior.is_none() {
-                parsed.problems.push(TxnProblem::new(i, layout::get("11").field("ior").column(), Code::E05));
+                parsed
+                    .problems
+                    .push(TxnProblem::new(i, layout::get("11").field("ior").column(), Code::E05));
             }
         }
         None => parsed
@@ -379,7 +381,10 @@ pub fn evaluate(
                 match claim.tariffs.iter().find(|(hts, _)| cert.terms.hts.covers(hts)) {
                     None => d.problems.push(Code::Q06),
                     Some((_, quantities)) => {
-                        match quantities.iter().find(|(_, _, unit)| unit == cert.terms.unit.as_bytes()) {
+                        match quantities
+                            .iter()
+                            .find(|(_, _, unit)| unit == cert.terms.unit.as_bytes())
+                        {
                             None => d.problems.push(Code::Q07),
                             Some((q, state, _)) => match (q, state) {
                                 (Some(q), _) if q.get() > 0 => d.quantity = Some(*q),
@@ -524,7 +529,12 @@ pub fn evaluate(
 
 /// Writes the E0/E1 records of one entry summary.
 pub fn render(raw: &RawBatch, t: &Transaction, d: &Decision, w: &mut ResponseWriter) {
-    let (l10, l40, e0, e1) = (layout::get("10"), layout::get("40"), layout::get("E0"), layout::get("E1"));
+    let (l10, l40, e0, e1) = (
+        layout::get("10"),
+        layout::get("40"),
+        layout::get("E0"),
+        layout::get("E1"),
+    );
     let r10 = raw.record(t.rec10).bytes;
     let filer = l10.get(r10, "filer");
     let number = l10.get(r10, "entry_number");
