@@ -87,7 +87,8 @@ impl Session {
         }
     }
 
-    /// Decided by the input's first batch.
+    /// Decided by the input's first A record; `None` while none was read
+    /// (an input with no A record at all answers in `rejected/`).
     pub fn destination(&self) -> Option<&Destination> {
         self.destination.as_ref()
     }
@@ -136,12 +137,12 @@ impl<'s> Engine<'s> {
         }
         // Authentication: the input speaks for the sender of its first batch.
         let header = env.header;
-        let named = header.sender_readable.then_some(header.sender);
-        let first = *session.first_sender.get_or_insert(named);
-        let a = raw.record(0);
-        let la = layout::get("A");
         let mut sender = None;
         if raw.kind == crate::record::BatchKind::Enveloped {
+            let a = raw.record(0);
+            let la = layout::get("A");
+            let named = header.sender_readable.then_some(header.sender);
+            let first = *session.first_sender.get_or_insert(named);
             if named.is_some() && named == first {
                 let key = (header.sender, header.password);
                 if !session.credentials.contains_key(&key) {
@@ -153,26 +154,26 @@ impl<'s> Engine<'s> {
             if sender.is_none() {
                 problems.push(Problem::at_field(0, &a, la.field("sender"), Code::X08));
             }
-        }
-        if session.destination.is_none() {
-            session.destination = Some(match &sender {
-                Some(s) => Destination::Outbound(s.id.clone()),
-                None => Destination::Rejected,
-            });
-        }
-        if let (Some(s), Some(app)) = (&sender, header.app) {
-            if s.kind != app.sender_kind() {
-                problems.push(Problem::at_field(0, &a, la.field("app"), Code::X07));
+            if session.destination.is_none() {
+                session.destination = Some(match &sender {
+                    Some(s) => Destination::Outbound(s.id.clone()),
+                    None => Destination::Rejected,
+                });
             }
-            let lb = layout::get("B");
-            for (blk, _) in &blocks {
-                let allowed = match s.kind {
-                    SenderKind::Broker => s.filers.iter().any(|f| f.as_bytes() == &blk.filer),
-                    SenderKind::Country => s.id.as_bytes() == blk.filer,
-                };
-                if !allowed {
-                    let b = raw.record(blk.b);
-                    problems.push(Problem::at_field(blk.b, &b, lb.field("filer"), Code::X09));
+            if let (Some(s), Some(app)) = (&sender, header.app) {
+                if s.kind != app.sender_kind() {
+                    problems.push(Problem::at_field(0, &a, la.field("app"), Code::X07));
+                }
+                let lb = layout::get("B");
+                for (blk, _) in &blocks {
+                    let allowed = match s.kind {
+                        SenderKind::Broker => s.filers.iter().any(|f| f.as_bytes() == &blk.filer),
+                        SenderKind::Country => s.id.as_bytes() == blk.filer,
+                    };
+                    if !allowed {
+                        let b = raw.record(blk.b);
+                        problems.push(Problem::at_field(blk.b, &b, lb.field("filer"), Code::X09));
+                    }
                 }
             }
         }
@@ -278,9 +279,11 @@ fn record(
     destination: Option<&Destination>,
     result: &BatchResult,
 ) -> Result<(), EngineError> {
+    // Undecided until the input's first A record has been read.
     let dest = match destination {
         Some(Destination::Outbound(s)) => Some((s.as_str(), "outbound")),
-        Some(Destination::Rejected) | None => Some(("", "rejected")),
+        Some(Destination::Rejected) => Some(("", "rejected")),
+        None => None,
     };
     tx.record_input_batch(
         input.claim,
