@@ -10,6 +10,7 @@ pub mod codes;
 pub mod diagnose;
 pub mod engine;
 pub mod envelope;
+pub mod gen;
 pub mod layout;
 pub mod model;
 pub mod record;
