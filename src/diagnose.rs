@@ -57,19 +57,16 @@ pub fn layout_for(rec: &[u8], app: Option<App>) -> Option<&'static Layout> {
         b'Z' => return layout::by_id("Z"),
         _ => {}
     }
-    let id = std::str::from_utf8(rec.get(..2)?).ok()?;
-    let allowed: &[&str] = match app {
-        Some(App::Gt) => &["G1", "G2"],
-        Some(App::Gq) => &["Q1"],
-        Some(App::Ec) => &["C1"],
-        Some(App::Ae) => &["10", "11", "40", "50", "52"],
-        None => &[
-            "G1", "G2", "Q1", "C1", "10", "11", "40", "50", "52", "X0", "X1", "S1", "E0", "E1", "C0", "C2", "C3", "C4",
-            "C9",
-        ],
+    let id = rec.get(..2)?;
+    let allowed = match app {
+        Some(App::Gt) => matches!(id, b"G1" | b"G2"),
+        Some(App::Gq) => id == b"Q1",
+        Some(App::Ec) => id == b"C1",
+        Some(App::Ae) => matches!(id, b"10" | b"11" | b"40" | b"50" | b"52"),
+        None => true,
     };
-    if allowed.contains(&id) {
-        layout::by_id(id)
+    if allowed {
+        layout::by_id_bytes(id)
     } else {
         None
     }

@@ -223,7 +223,8 @@ fn read_or_blank<const N: usize>(rec: &Record<'_>, field: &Field) -> [u8; N] {
 /// mandatory fields and filler. `skip` leaves fields to the caller.
 pub fn field_problems(layout: &Layout, index: usize, rec: &Record<'_>, skip: &[&str], out: &mut Vec<Problem>) {
     for f in &layout.fields {
-        if f.key == "id" || skip.contains(&f.key) {
+        // The identifier (always first) decided the layout; `skip` is short.
+        if f.start == 0 || (!skip.is_empty() && skip.contains(&f.key)) {
             continue;
         }
         if let Some(code) = f.syntax_problem(rec.bytes) {

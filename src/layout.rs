@@ -85,26 +85,26 @@ impl Field {
         &record[self.start..self.start + self.len]
     }
 
-    /// Classifies the field's bytes.
+    /// Classifies the field's bytes (one pass over a class table).
+    #[inline]
     pub fn state(&self, bytes: &[u8]) -> FieldState {
-        let blank = bytes.iter().all(|&b| b == b' ');
+        if self.class == Class::I {
+            return FieldState::Valid;
+        }
+        let mask = class_mask(self.class);
+        let mut all = 0xffu8;
+        let mut blank = true;
+        for &b in bytes {
+            all &= CLASS_TABLE[b as usize];
+            blank &= b == b' ';
+        }
         match self.class {
             Class::I => FieldState::Valid,
-            Class::S => {
-                if blank {
-                    FieldState::Valid
-                } else {
-                    FieldState::Invalid
-                }
-            }
+            Class::S if blank => FieldState::Valid,
+            Class::S => FieldState::Invalid,
             _ if blank => FieldState::Absent,
-            class => {
-                if bytes.iter().all(|&b| class_allows(class, b)) {
-                    FieldState::Valid
-                } else {
-                    FieldState::Invalid
-                }
-            }
+            _ if all & mask == mask => FieldState::Valid,
+            _ => FieldState::Invalid,
         }
     }
 
@@ -119,18 +119,50 @@ impl Field {
     }
 }
 
+const BIT_A: u8 = 1;
+const BIT_N: u8 = 2;
+const BIT_AN: u8 = 4;
+const BIT_X: u8 = 8;
+const BIT_S: u8 = 16;
+
+/// For each byte, the classes that allow it.
+static CLASS_TABLE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0x20;
+    while b <= 0x7e {
+        let mut bits = BIT_X;
+        if b == b' ' {
+            bits |= BIT_A | BIT_AN | BIT_S;
+        }
+        if b >= b'A' && b <= b'Z' {
+            bits |= BIT_A | BIT_AN;
+        }
+        if b >= b'0' && b <= b'9' {
+            bits |= BIT_N | BIT_AN;
+        }
+        t[b as usize] = bits;
+        b += 1;
+    }
+    t
+};
+
+fn class_mask(class: Class) -> u8 {
+    match class {
+        Class::A => BIT_A,
+        Class::N => BIT_N,
+        Class::AN => BIT_AN,
+        Class::X => BIT_X,
+        Class::S => BIT_S,
+        Class::I => 0,
+    }
+}
+
 /// Whether a byte is allowed by a class (spaces are allowed everywhere a
 /// field may be padded; N fields are checked by their own parsers).
 #[inline]
 pub fn class_allows(class: Class, b: u8) -> bool {
-    match class {
-        Class::A => b.is_ascii_uppercase() || b == b' ',
-        Class::N => b.is_ascii_digit(),
-        Class::AN => b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ',
-        Class::X => (0x20..=0x7e).contains(&b),
-        Class::S => b == b' ',
-        Class::I => true,
-    }
+    let mask = class_mask(class);
+    CLASS_TABLE[b as usize] & mask == mask
 }
 
 /// One record's layout.
@@ -358,7 +390,30 @@ pub fn all() -> &'static [Layout] {
 
 /// The layout of record `id`.
 pub fn by_id(id: &str) -> Option<&'static Layout> {
-    all().iter().find(|l| l.id == id)
+    by_id_bytes(id.as_bytes())
+}
+
+/// The layout of the record identifier `id` as read.
+pub fn by_id_bytes(id: &[u8]) -> Option<&'static Layout> {
+    let key = id_key(id)?;
+    static INDEX: OnceLock<Vec<(u16, usize)>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        all()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| id_key(l.id.as_bytes()).map(|k| (k, i)))
+            .collect()
+    });
+    index.iter().find(|(k, _)| *k == key).map(|&(_, i)| &all()[i])
+}
+
+/// One- and two-character identifiers as a number, for a quick look-up.
+fn id_key(id: &[u8]) -> Option<u16> {
+    match id {
+        [a] => Some(u16::from(*a) << 8 | u16::from(b' ')),
+        [a, b] => Some(u16::from(*a) << 8 | u16::from(*b)),
+        _ => None,
+    }
 }
 
 /// The layout of record `id`, for identifiers fixed in code.

@@ -22,6 +22,8 @@ pub struct Record<'a> {
     pub len: u64,
     /// 1-based line number within the input.
     pub line: u64,
+    /// Exactly 80 printable bytes (decided once, when the line was read).
+    well_formed: bool,
 }
 
 impl<'a> Record<'a> {
@@ -35,7 +37,7 @@ impl<'a> Record<'a> {
 
     /// Exactly 80 printable bytes.
     pub fn is_well_formed(&self) -> bool {
-        self.len == RECORD_LEN as u64 && self.first_bad_byte().is_none()
+        self.well_formed
     }
 
     /// The identifier as read, two bytes, unprintable ones as `?`. The
@@ -67,6 +69,11 @@ struct Span {
     kept: usize,
     len: u64,
     line: u64,
+    well_formed: bool,
+}
+
+fn well_formed(kept: &[u8], len: u64) -> bool {
+    len == RECORD_LEN as u64 && kept.len() == RECORD_LEN && kept.iter().all(|&b| (0x20..=0x7e).contains(&b))
 }
 
 /// What opened a batch.
@@ -123,6 +130,7 @@ impl RawBatch {
             kept: kept.len(),
             len,
             line,
+            well_formed: well_formed(kept, len),
         });
         self.data.extend_from_slice(kept);
     }
@@ -142,6 +150,7 @@ impl RawBatch {
             bytes: &self.data[s.start..s.start + s.kept],
             len: s.len,
             line: s.line,
+            well_formed: s.well_formed,
         }
     }
 
@@ -173,7 +182,8 @@ impl RawBatch {
 pub struct BatchReader<R> {
     input: R,
     line: u64,
-    pending: Option<(Vec<u8>, u64, u64)>,
+    /// A line read ahead (the A that ends the previous batch): its length and line number.
+    pending: Option<(u64, u64)>,
     seen_any: bool,
     done: bool,
     scratch: Vec<u8>,
@@ -247,10 +257,11 @@ impl<R: BufRead> BatchReader<R> {
         }
         let mut batch: Option<RawBatch> = None;
         loop {
-            let (bytes, len, line) = match self.pending.take() {
+            // `scratch` still holds a pending line's bytes: nothing reads past it.
+            let (len, line) = match self.pending.take() {
                 Some(p) => p,
                 None => match self.read_line()? {
-                    Some(len) => (self.scratch.clone(), len, self.line),
+                    Some(len) => (len, self.line),
                     None => {
                         self.done = true;
                         if batch.is_none() && !self.seen_any {
@@ -261,6 +272,7 @@ impl<R: BufRead> BatchReader<R> {
                 },
             };
             self.seen_any = true;
+            let bytes = &self.scratch;
             let first = bytes.first().copied();
             match batch.as_mut() {
                 None => {
@@ -270,15 +282,15 @@ impl<R: BufRead> BatchReader<R> {
                         BatchKind::Stray
                     };
                     let mut b = RawBatch::new(kind);
-                    b.push(&bytes, len, line);
+                    b.push(bytes, len, line);
                     batch = Some(b);
                 }
                 Some(b) => {
                     if first == Some(b'A') {
-                        self.pending = Some((bytes, len, line));
+                        self.pending = Some((len, line));
                         return Ok(batch);
                     }
-                    b.push(&bytes, len, line);
+                    b.push(bytes, len, line);
                     if b.kind == BatchKind::Enveloped && first == Some(b'Z') {
                         return Ok(batch);
                     }
@@ -289,7 +301,7 @@ impl<R: BufRead> BatchReader<R> {
 }
 
 fn memchr_lf(buf: &[u8]) -> Option<usize> {
-    buf.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', buf)
 }
 
 #[cfg(test)]

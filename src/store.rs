@@ -202,6 +202,10 @@ impl Store {
             },
         )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 64 MiB of page cache keeps the hot certificate and index pages
+        // resident, so a transaction does not spill or re-read them.
+        conn.pragma_update(None, "cache_size", -65_536)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Store { conn };
         store.migrate()?;
@@ -932,6 +936,14 @@ impl Tx<'_> {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// The greatest claim name of any input file recorded (claim names
+    /// begin with a fixed-width sequence, so this is the latest claim).
+    pub fn last_claim(&self) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .query_row("SELECT max(claim) FROM inputs", [], |r| r.get::<_, Option<String>>(0))?)
     }
 
     /// Every certificate's `used` next to the replay of its usage events:
