@@ -89,6 +89,7 @@ CREATE TABLE certificates (
     ior         TEXT NOT NULL,
     exporter    TEXT NOT NULL,
     cancelled   INTEGER NOT NULL DEFAULT 0,
+    events      INTEGER NOT NULL DEFAULT 0,
     UNIQUE (country, number),
     CHECK (used >= 0 AND used <= certified)
 );
@@ -100,29 +101,25 @@ CREATE TABLE entries (
     version  INTEGER NOT NULL,
     deleted  INTEGER NOT NULL DEFAULT 0,
     ior      TEXT,
+    -- The claims in force, packed (see `pack_claims`): one row per entry
+    -- instead of one per line keeps a claim to two b-tree writes.
+    claims   BLOB NOT NULL,
     PRIMARY KEY (filer, number)
 ) WITHOUT ROWID;
-CREATE TABLE claims (
-    filer        TEXT NOT NULL,
-    number       TEXT NOT NULL,
-    line         INTEGER NOT NULL,
-    certificate  INTEGER NOT NULL REFERENCES certificates(id),
-    quantity     INTEGER NOT NULL CHECK (quantity > 0),
-    version      INTEGER NOT NULL,
-    PRIMARY KEY (filer, number, line)
-) WITHOUT ROWID;
+-- Clustered by certificate: a certificate's history is one range scan, and
+-- an event is one b-tree insert. `seq` counts the certificate's events.
 CREATE TABLE usage_events (
-    seq          INTEGER PRIMARY KEY,
     certificate  INTEGER NOT NULL REFERENCES certificates(id),
+    seq          INTEGER NOT NULL,
     filer        TEXT NOT NULL,
     number       TEXT NOT NULL,
     line         INTEGER NOT NULL,
     kind         TEXT NOT NULL CHECK (kind IN ('D', 'C')),
     quantity     INTEGER NOT NULL CHECK (quantity > 0),
     date         INTEGER NOT NULL,
-    version      INTEGER NOT NULL
-);
-CREATE INDEX usage_by_certificate ON usage_events (certificate, seq);
+    version      INTEGER NOT NULL,
+    PRIMARY KEY (certificate, seq)
+) WITHOUT ROWID;
 CREATE TRIGGER usage_events_append_only_u BEFORE UPDATE ON usage_events
 BEGIN SELECT RAISE(ABORT, 'usage events are append-only'); END;
 CREATE TRIGGER usage_events_append_only_d BEFORE DELETE ON usage_events
@@ -236,7 +233,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let out = f(&Tx { tx: &tx })?;
+        let out = f(&Tx::new(&tx))?;
         tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
@@ -250,7 +247,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(StoreError::from)?;
-        let out = f(&Tx { tx: &tx })?;
+        let out = f(&Tx::new(&tx))?;
         tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
@@ -446,6 +443,49 @@ pub enum UsageCondition {
 /// A transaction on the store.
 pub struct Tx<'c> {
     tx: &'c rusqlite::Transaction<'c>,
+    /// Query rights already written in this transaction.
+    rights_known: std::cell::RefCell<std::collections::HashSet<(String, String)>>,
+}
+
+impl<'c> Tx<'c> {
+    fn new(tx: &'c rusqlite::Transaction<'c>) -> Self {
+        Tx {
+            tx,
+            rights_known: Default::default(),
+        }
+    }
+}
+
+const CLAIM_BYTES: usize = 22;
+
+/// Claims in force as bytes: per claim line (u16), certificate (i64),
+/// quantity (u64) and version (u32), little-endian.
+fn pack_claims(claims: &[Claim]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(claims.len() * CLAIM_BYTES);
+    for c in claims {
+        out.extend_from_slice(&c.line.to_le_bytes());
+        out.extend_from_slice(&c.certificate.to_le_bytes());
+        out.extend_from_slice(&c.quantity.get().to_le_bytes());
+        out.extend_from_slice(&c.version.to_le_bytes());
+    }
+    out
+}
+
+fn unpack_claims(bytes: &[u8]) -> Option<Vec<Claim>> {
+    if bytes.len() % CLAIM_BYTES != 0 {
+        return None;
+    }
+    bytes
+        .chunks_exact(CLAIM_BYTES)
+        .map(|c| {
+            Some(Claim {
+                line: u16::from_le_bytes(c[0..2].try_into().ok()?),
+                certificate: i64::from_le_bytes(c[2..10].try_into().ok()?),
+                quantity: Hundredths::new(u64::from_le_bytes(c[10..18].try_into().ok()?)),
+                version: u32::from_le_bytes(c[18..22].try_into().ok()?),
+            })
+        })
+        .collect()
 }
 
 fn certificate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<Certificate, String>> {
@@ -622,31 +662,15 @@ impl Tx<'_> {
 
     /// The claims in force of an entry, by line.
     pub fn claims(&self, entry: &EntryNumber) -> Result<Vec<Claim>> {
-        let rows = self
+        let packed: Option<Vec<u8>> = self
             .tx
-            .prepare_cached(
-                "SELECT line, certificate, quantity, version FROM claims WHERE filer = ?1 AND number = ?2
-                 ORDER BY line",
-            )?
-            .query_map(params![entry.filer.as_str(), entry.digits_str()], |r| {
-                Ok((
-                    r.get::<_, u16>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, u32>(3)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|(line, certificate, q, version)| {
-                Ok(Claim {
-                    line,
-                    certificate,
-                    quantity: Hundredths::new(u64::try_from(q).map_err(|_| StoreError::Corrupt("claim".into()))?),
-                    version,
-                })
-            })
-            .collect()
+            .prepare_cached("SELECT claims FROM entries WHERE filer = ?1 AND number = ?2")?
+            .query_row(params![entry.filer.as_str(), entry.digits_str()], |r| r.get(0))
+            .optional()?;
+        match packed {
+            None => Ok(Vec::new()),
+            Some(p) => unpack_claims(&p).ok_or_else(|| StoreError::Corrupt(format!("claims of entry {entry}"))),
+        }
     }
 
     fn usage(&self, kind: UsageKind, entry: &EntryNumber, c: &ClaimChange, date: Date) -> Result<()> {
@@ -655,20 +679,24 @@ impl Tx<'_> {
             UsageKind::Debit => q,
             UsageKind::Credit => -q,
         };
-        self.tx
-            .prepare_cached("UPDATE certificates SET used = used + ?2 WHERE id = ?1")?
-            .execute(params![c.certificate, delta])?;
+        let seq: i64 = self
+            .tx
+            .prepare_cached(
+                "UPDATE certificates SET used = used + ?2, events = events + 1 WHERE id = ?1 RETURNING events",
+            )?
+            .query_row(params![c.certificate, delta], |r| r.get(0))?;
         self.tx
             .prepare_cached(
-                "INSERT INTO usage_events (certificate, filer, number, line, kind, quantity, date, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 c.certificate,
+                seq,
                 entry.filer.as_str(),
                 entry.digits_str(),
                 c.line,
-                (kind.code() as char).to_string(),
+                if kind == UsageKind::Debit { "D" } else { "C" },
                 q,
                 date.ccyymmdd(),
                 c.version
@@ -677,7 +705,7 @@ impl Tx<'_> {
     }
 
     /// Applies an accepted entry summary: credits first, then debits, each a
-    /// usage event; the claims in force and the entry row follow.
+    /// usage event; the entry row with its claims in force follows.
     pub fn apply_entry(&self, ch: &EntryChange) -> Result<()> {
         for c in &ch.credits {
             self.usage(UsageKind::Credit, &ch.entry, c, ch.date)?;
@@ -686,35 +714,38 @@ impl Tx<'_> {
             self.usage(UsageKind::Debit, &ch.entry, d, ch.date)?;
         }
         let (filer, number) = (ch.entry.filer.as_str(), ch.entry.digits_str());
-        self.tx
-            .prepare_cached("DELETE FROM claims WHERE filer = ?1 AND number = ?2")?
-            .execute(params![filer, number])?;
-        for d in &ch.debits {
-            self.tx
-                .prepare_cached(
-                    "INSERT INTO claims (filer, number, line, certificate, quantity, version)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    filer,
-                    number,
-                    d.line,
-                    d.certificate,
-                    to_i64(d.quantity)?,
-                    d.version
-                ])?;
-        }
+        let claims: Vec<Claim> = ch
+            .debits
+            .iter()
+            .map(|d| Claim {
+                line: d.line,
+                certificate: d.certificate,
+                quantity: d.quantity,
+                version: d.version,
+            })
+            .collect();
         let ior = ch.ior.as_ref().map(ior_key);
         self.tx
             .prepare_cached(
-                "INSERT INTO entries (filer, number, version, deleted, ior) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (filer, number) DO UPDATE SET version = ?3, deleted = ?4, ior = coalesce(?5, ior)",
+                "INSERT INTO entries (filer, number, version, deleted, ior, claims) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (filer, number) DO UPDATE SET version = ?3, deleted = ?4, ior = coalesce(?5, ior),
+                 claims = ?6",
             )?
-            .execute(params![filer, number, ch.version, ch.deleted, ior])?;
+            .execute(params![
+                filer,
+                number,
+                ch.version,
+                ch.deleted,
+                ior,
+                pack_claims(&claims)
+            ])?;
         if let Some(ior) = ior {
-            self.tx
-                .prepare_cached("INSERT OR IGNORE INTO query_rights (filer, ior, granted) VALUES (?1, ?2, 0)")?
-                .execute(params![filer, ior])?;
+            let mut known = self.rights_known.borrow_mut();
+            if known.insert((filer.to_string(), ior.clone())) {
+                self.tx
+                    .prepare_cached("INSERT OR IGNORE INTO query_rights (filer, ior, granted) VALUES (?1, ?2, 0)")?
+                    .execute(params![filer, ior])?;
+            }
         }
         Ok(())
     }
@@ -1009,8 +1040,8 @@ mod tests {
         s.execute_raw(
             "INSERT INTO certificates (country, number, program, hts, unit, certified, issued, expires, quota_year, ior, exporter)
              VALUES ('AU','1','Q','0201','KG',100,20260101,20261231,2026,'12-3456789AB','X');
-             INSERT INTO usage_events (certificate, filer, number, line, kind, quantity, date, version)
-             VALUES (1,'ABC','12345676',1,'D',5,20260315,1);",
+             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
+             VALUES (1,1,'ABC','12345676',1,'D',5,20260315,1);",
         )
         .unwrap();
         assert!(s.execute_raw("UPDATE usage_events SET quantity = 1").is_err());
