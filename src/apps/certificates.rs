@@ -187,7 +187,8 @@ pub fn evaluate(raw: &RawBatch, t: &Transaction, sender_country: Country, existi
                 }
             }
             None if action == b'A' => {
-                problems.push(TxnProblem::new(t.g1, 0, Code::G16));
+                // The missing G2 is where it should have been: after the G1's fields.
+                problems.push(TxnProblem::new(t.g1, 0, Code::G16).sorted_at(t.g1, 81));
                 None
             }
             None => on_file.map(|c| c.terms.exporter.clone()),

@@ -423,7 +423,7 @@ pub fn evaluate(
         if business_date < cert.terms.issued {
             d.problems.push(Code::Q10);
         }
-        if cert.terms.quota_year != business_date.year {
+        if cert.terms.quota_year != business_date.year && !kept {
             d.problems.push(Code::Q09);
         }
         if parsed.ior.is_some_and(|ior| ior != cert.terms.ior) {
