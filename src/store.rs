@@ -61,6 +61,7 @@ CREATE TABLE senders (
     country  TEXT,
     salt     BLOB NOT NULL,
     hash     BLOB NOT NULL,
+    rounds   INTEGER NOT NULL,
     CHECK ((kind = 'country') = (country IS NOT NULL))
 );
 CREATE TABLE sender_filers (
@@ -155,11 +156,14 @@ CREATE TABLE input_batches (
 ) WITHOUT ROWID;
 "#];
 
-const PBKDF2_ROUNDS: u32 = 10_000;
+/// PBKDF2 rounds of a new password hash. Each hash records its own rounds,
+/// so the cost can be raised later without invalidating passwords.
+pub const PBKDF2_ROUNDS: u32 = 10_000;
 
 /// A connection to the store.
 pub struct Store {
     conn: Connection,
+    password_rounds: u32,
 }
 
 /// Durability of commits.
@@ -204,7 +208,10 @@ impl Store {
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(64);
-        let mut store = Store { conn };
+        let mut store = Store {
+            conn,
+            password_rounds: PBKDF2_ROUNDS,
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -252,6 +259,14 @@ impl Store {
         Ok(out)
     }
 
+    /// Sets the PBKDF2 rounds of passwords registered from now on (and of
+    /// the decoy hash for unknown senders). Tests and the fuzz harness use a
+    /// low cost; production keeps [`PBKDF2_ROUNDS`].
+    pub fn with_password_rounds(mut self, rounds: u32) -> Store {
+        self.password_rounds = rounds.max(1);
+        self
+    }
+
     /// Registers a sender. The password is kept only as a salted PBKDF2 hash.
     pub fn add_sender(&mut self, sender: &Sender, password: &str) -> Result<()> {
         if sender.id.len() != 3 || FilerCode::parse(sender.id.as_bytes()).is_none() {
@@ -276,7 +291,8 @@ impl Store {
         }
         let mut salt = [0u8; 16];
         getrandom::getrandom(&mut salt).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
-        let hash = hash_password(password, &salt);
+        let rounds = self.password_rounds;
+        let hash = hash_password(password, &salt, rounds);
         self.write(|tx| {
             let exists: bool = tx
                 .tx
@@ -287,13 +303,14 @@ impl Store {
                 return Err(StoreError::SenderExists(sender.id.clone()));
             }
             tx.tx.execute(
-                "INSERT INTO senders (id, kind, country, salt, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO senders (id, kind, country, salt, hash, rounds) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     sender.id,
                     sender.kind.name(),
                     sender.country.map(|c| c.as_str().to_string()),
                     &salt[..],
-                    &hash[..]
+                    &hash[..],
+                    rounds
                 ],
             )?;
             let filers: Vec<FilerCode> = if sender.kind == SenderKind::Broker && sender.filers.is_empty() {
@@ -345,18 +362,19 @@ impl Store {
     /// Checks a sender's password in constant time. An unknown sender and a
     /// wrong password give the same answer and cost the same work.
     pub fn authenticate(&mut self, id: &str, password: &[u8]) -> Result<Option<Sender>> {
+        let decoy_rounds = self.password_rounds;
         self.read(|tx| {
-            let row: Option<(Vec<u8>, Vec<u8>)> = tx
+            let row: Option<(Vec<u8>, Vec<u8>, u32)> = tx
                 .tx
-                .prepare_cached("SELECT salt, hash FROM senders WHERE id = ?1")?
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .prepare_cached("SELECT salt, hash, rounds FROM senders WHERE id = ?1")?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
             let pw = std::str::from_utf8(password).unwrap_or("").trim_end();
-            let (salt, stored, known) = match row {
-                Some((s, h)) => (s, h, true),
-                None => (vec![0u8; 16], vec![0u8; 32], false),
+            let (salt, stored, rounds, known) = match row {
+                Some((s, h, n)) => (s, h, n, true),
+                None => (vec![0u8; 16], vec![0u8; 32], decoy_rounds, false),
             };
-            let computed = hash_password(pw, &salt);
+            let computed = hash_password(pw, &salt, rounds);
             let equal: bool = computed[..].ct_eq(&stored[..]).into();
             if known && equal {
                 tx.sender(id)
@@ -372,11 +390,72 @@ impl Store {
         self.conn.execute_batch(sql)?;
         Ok(())
     }
+
+    /// Bulk-loads the synthetic ledger of `spec` (benchmarks, `ecertd-gen
+    /// load`): its certificates through the same writes as a GT add, then
+    /// its usage events through the same writes as accepted entry
+    /// summaries, `spec.per_commit` at a time, with `synchronous=OFF` and a
+    /// larger page cache (both restored after); then checkpoints the WAL so
+    /// that the database file stands alone. `progress(what, done, total)`
+    /// follows every commit.
+    pub fn load_synthetic(
+        &mut self,
+        spec: &crate::gen::SyntheticSpec,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<()> {
+        let sync: i64 = self.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        let cache: i64 = self.conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+        self.conn.pragma_update(None, "synchronous", "OFF")?;
+        self.conn
+            .pragma_update(None, "cache_size", -(spec.cache_mib.max(1) as i64 * 1024))?;
+        let loaded = (|| -> Result<()> {
+            let n = spec.population.certificates;
+            let step = spec.per_commit.max(1);
+            let mut ids: Vec<i64> = Vec::with_capacity(n as usize);
+            while (ids.len() as u64) < n {
+                let from = ids.len() as u64;
+                let to = (from + step).min(n);
+                self.write(|tx| -> Result<()> {
+                    for i in from..to {
+                        ids.push(tx.insert_certificate(&spec.certificate(i))?);
+                    }
+                    Ok(())
+                })?;
+                progress("certificates", to, n);
+            }
+            let mut entries = spec.entries();
+            let mut events = 0u64;
+            loop {
+                let done = self.write(|tx| -> Result<bool> {
+                    for _ in 0..step {
+                        match entries.next_entry(|i| ids[i as usize]) {
+                            None => return Ok(true),
+                            Some(Err(e)) => return Err(StoreError::Corrupt(format!("synthetic load: {e}"))),
+                            Some(Ok(change)) => {
+                                tx.apply_entry(&change)?;
+                                events += change.debits.len() as u64;
+                            }
+                        }
+                    }
+                    Ok(false)
+                })?;
+                progress("usage events", events, spec.usage_events);
+                if done {
+                    return Ok(());
+                }
+            }
+        })();
+        self.conn.pragma_update(None, "synchronous", sync)?;
+        self.conn.pragma_update(None, "cache_size", cache)?;
+        loaded?;
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
 }
 
-fn hash_password(password: &str, salt: &[u8]) -> [u8; 32] {
+fn hash_password(password: &str, salt: &[u8], rounds: u32) -> [u8; 32] {
     let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt, PBKDF2_ROUNDS, &mut out);
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt, rounds.max(1), &mut out);
     out
 }
 
