@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::{Flags, Settings};
 use crate::diagnose;
 use crate::engine::{Engine, Session};
 use crate::envelope::{Channel, SenderKind};
@@ -48,6 +49,21 @@ pub struct Global {
 pub enum Command {
     /// Create the spool tree and the store (safe to run again)
     Init,
+    /// Run the daemon in the foreground until SIGINT/SIGTERM, then drain and exit
+    Serve {
+        /// Also accept batches over TCP on this address, e.g. 127.0.0.1:7001 [config: listen, env: ECERTD_LISTEN]
+        #[arg(long)]
+        listen: Option<String>,
+        /// Serve /healthz and /metrics over HTTP on this address [config: metrics, env: ECERTD_METRICS]
+        #[arg(long)]
+        metrics: Option<String>,
+    },
+    /// Queue depths, oldest waiting file, store counts, last activity
+    Status {
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
     /// Process one file now and print its response batches
     Process {
         file: PathBuf,
@@ -147,18 +163,17 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// The paths and date after the configuration layers (file, environment, flags).
     pub fn resolve(g: &Global) -> Result<Paths> {
-        let root = g.root.clone().unwrap_or_else(|| PathBuf::from("spool"));
-        let db = g.db.clone().unwrap_or_else(|| root.join("ecertd.db"));
-        let business_date = match &g.business_date {
-            Some(s) => Date::parse_iso(s).ok_or_else(|| anyhow!("--business-date {s:?}: expected YYYY-MM-DD"))?,
-            None => Date::today_utc(),
-        };
-        Ok(Paths {
-            root,
-            db,
-            business_date,
-        })
+        Ok(Paths::from_settings(&Settings::load(&flags(g, None))?))
+    }
+
+    pub fn from_settings(s: &Settings) -> Paths {
+        Paths {
+            root: s.root.clone(),
+            db: s.db.clone(),
+            business_date: s.business_date.unwrap_or_else(Date::today_utc),
+        }
     }
 
     pub fn open_store(&self) -> Result<Store> {
@@ -186,23 +201,24 @@ pub fn main() -> ExitCode {
 }
 
 /// Spool directories created by `init`.
-pub const SPOOL_DIRS: &[&str] = &[
-    "inbound/abi",
-    "inbound/ecert",
-    "work",
-    "outbound",
-    "archive",
-    "rejected",
-    "journal",
-];
+pub const SPOOL_DIRS: &[&str] = crate::spool::SPOOL_DIRS;
 
 pub fn init(ctx: &Paths) -> Result<()> {
-    for d in SPOOL_DIRS {
-        let p = ctx.root.join(d);
-        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
-    }
+    crate::spool::Layout::new(&ctx.root).create()?;
     ctx.open_store()?;
     Ok(())
+}
+
+/// The configuration flags of the command line.
+fn flags(g: &Global, serve: Option<(&Option<String>, &Option<String>)>) -> Flags {
+    Flags {
+        root: g.root.clone(),
+        db: g.db.clone(),
+        config: g.config.clone(),
+        business_date: g.business_date.clone(),
+        listen: serve.and_then(|(l, _)| l.clone()),
+        metrics: serve.and_then(|(_, m)| m.clone()),
+    }
 }
 
 fn open_input(path: &Path) -> Result<BufReader<File>> {
@@ -211,8 +227,15 @@ fn open_input(path: &Path) -> Result<BufReader<File>> {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let ctx = Paths::resolve(&cli.global)?;
+    let serve_flags = match &cli.command {
+        Command::Serve { listen, metrics } => Some((listen, metrics)),
+        _ => None,
+    };
+    let settings = Settings::load(&flags(&cli.global, serve_flags))?;
+    let ctx = Paths::from_settings(&settings);
     match cli.command {
+        Command::Serve { .. } => crate::daemon::serve(settings),
+        Command::Status { json } => crate::daemon::status(&settings, json),
         Command::Init => {
             init(&ctx)?;
             println!("initialised {}", ctx.root.display());

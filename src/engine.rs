@@ -616,3 +616,50 @@ fn answer(
     }
     Ok(())
 }
+
+/// Entry points for the daemon's spool (resumable input files).
+impl Engine<'_> {
+    /// Re-reads the first batch of a partly processed input so that the
+    /// session knows the input's sender again; applies and records nothing.
+    pub fn prime(&mut self, session: &mut Session, first: &RawBatch) -> Result<(), EngineError> {
+        self.prepare(session, first).map(|_| ())
+    }
+
+    /// Processes batches `first..` of the input file `claim` in one
+    /// transaction, recording each response; when `last`, the input is also
+    /// marked complete in that same transaction.
+    pub fn process_input_group(
+        &mut self,
+        session: &mut Session,
+        raws: &[RawBatch],
+        claim: &str,
+        name: &str,
+        first: u64,
+        last: bool,
+    ) -> Result<Vec<BatchResult>, EngineError> {
+        let mut prepared = Vec::with_capacity(raws.len());
+        for raw in raws {
+            prepared.push(self.prepare(session, raw)?);
+        }
+        let date = self.business_date;
+        let destination = session.destination.clone();
+        let channel = session.channel;
+        self.store.write(|tx| {
+            let mut out = Vec::with_capacity(prepared.len());
+            for (i, p) in prepared.into_iter().enumerate() {
+                let result = run(tx, p, date)?;
+                let key = InputKey {
+                    claim,
+                    name,
+                    index: first + i as u64,
+                };
+                record(tx, &key, channel, destination.as_ref(), &result)?;
+                out.push(result);
+            }
+            if last {
+                tx.complete_input(claim, name, channel.name())?;
+            }
+            Ok(out)
+        })
+    }
+}

@@ -9,7 +9,12 @@
 use std::io::{self, Write};
 
 use crate::layout;
-use crate::types::entry_check_digit;
+use crate::model::CertificateTerms;
+use crate::store::{ClaimChange, EntryChange};
+use crate::types::{
+    entry_check_digit, CertificateNumber, Country, Date, EntryNumber, FilerCode, HtsCoverage, Hundredths, IorNumber,
+    Program, Unit,
+};
 
 /// Countries and the sender IDs that speak for them.
 pub const COUNTRIES: &[(&str, &str)] = &[("AU", "AU1"), ("NZ", "NZ1"), ("UY", "UY1"), ("AR", "AR1")];
@@ -356,10 +361,206 @@ pub fn write_gq(
     Ok(queries)
 }
 
+/// A synthetic ledger for [`crate::store::Store::load_synthetic`]: the
+/// certificates of `population` (numbered as everywhere in this module,
+/// with the terms `write_gt` transmits) and `usage_events` debits from
+/// accepted entry summaries of broker ABC, each entry claiming 1 to
+/// `max_lines` random certificates of one IOR (as `write_ae` does). Loading
+/// through the pipeline is too slow for tens of millions of rows; the store
+/// applies these values through the same writes as the pipeline.
+///
+/// The events are spread evenly over the IORs (every IOR gets
+/// `usage_events / IORs`, ±1) and the entries come IOR by IOR, so that the
+/// load touches the store in key order: the rows are what random arrival
+/// would leave, but b-tree pages end up fuller than organic growth leaves
+/// them.
+#[derive(Clone, Debug)]
+pub struct SyntheticSpec {
+    pub population: Population,
+    /// Usage events (debits) to create in all.
+    pub usage_events: u64,
+    /// Lines of an entry: 1 to this many, uniformly.
+    pub max_lines: u64,
+    /// Quantity of each debit, in hundredths.
+    pub claim: u64,
+    pub seed: u64,
+    /// Date of the usage events.
+    pub business_date: Date,
+    /// Certificates or entries per load transaction.
+    pub per_commit: u64,
+    /// SQLite page cache while loading, in MiB.
+    pub cache_mib: u64,
+}
+
+/// The exporter name of every generated certificate.
+pub const EXPORTER: &str = "GENERATED BEEF EXPORTS PTY LTD";
+
+impl SyntheticSpec {
+    /// The terms of certificate `i`, as `write_gt` transmits them.
+    pub fn certificate(&self, i: u64) -> CertificateTerms {
+        let pop = &self.population;
+        let (country, _) = pop.country(i);
+        CertificateTerms {
+            country: Country::from_stored(country).expect("generated country"),
+            number: CertificateNumber::from_stored(&pop.number(i)).expect("generated number"),
+            program: Program::parse(b'Q').expect("program Q"),
+            hts: HtsCoverage::from_stored("0201").expect("HTS 0201"),
+            certified: Hundredths::new(pop.certified),
+            unit: Unit::from_stored("KG").expect("unit KG"),
+            issued: Date::new(2026, 1, 1).expect("issue date"),
+            expires: Date::new(2026, 12, 31).expect("expiry date"),
+            quota_year: 2026,
+            ior: IorNumber::from_stored(&pop.ior(i)).expect("generated IOR"),
+            exporter: EXPORTER.to_string(),
+        }
+    }
+
+    /// The accepted entry summaries carrying the usage events, in order.
+    pub fn entries(&self) -> SyntheticEntries {
+        let iors = self.iors();
+        SyntheticEntries {
+            spec: self.clone(),
+            rng: Rng::new(self.seed),
+            next: 0,
+            ior: 0,
+            ior_left: self.events_of_ior(0, iors),
+            iors,
+        }
+    }
+
+    /// IORs of the population (the last one may hold fewer certificates).
+    pub fn iors(&self) -> u64 {
+        let p = &self.population;
+        p.certificates.div_ceil(p.per_ior.max(1))
+    }
+
+    fn events_of_ior(&self, k: u64, iors: u64) -> u64 {
+        if k >= iors {
+            return 0;
+        }
+        self.usage_events / iors + u64::from(k < self.usage_events % iors)
+    }
+}
+
+/// Entry summaries of a [`SyntheticSpec`], numbered 1, 2, … (7 digits and
+/// check digit, filer ABC), each version 1.
+pub struct SyntheticEntries {
+    spec: SyntheticSpec,
+    rng: Rng,
+    next: u64,
+    /// The IOR whose entries come now, and its events still to hand out.
+    ior: u64,
+    ior_left: u64,
+    iors: u64,
+}
+
+impl SyntheticEntries {
+    /// The next entry's change, certificate indexes turned into store ids by
+    /// `id`; `None` when all usage events were handed out. Fails past the
+    /// 9,999,999 entry numbers of one filer code.
+    pub fn next_entry(&mut self, id: impl Fn(u64) -> i64) -> Option<Result<EntryChange, String>> {
+        while self.ior_left == 0 {
+            if self.ior >= self.iors {
+                return None;
+            }
+            self.ior += 1;
+            self.ior_left = self.spec.events_of_ior(self.ior, self.iors);
+        }
+        let pop = self.spec.population;
+        self.next += 1;
+        if self.next >= 10_000_000 {
+            return Some(Err(format!(
+                "more than 9,999,999 entries needed for {} usage events: raise --max-lines",
+                self.spec.usage_events
+            )));
+        }
+        let digits = format!("{:07}", self.next);
+        let filer = FilerCode::from_stored("ABC").expect("filer ABC");
+        let check = entry_check_digit(filer.as_bytes(), digits.as_bytes().try_into().expect("7 digits"))
+            .expect("digits");
+        let entry = EntryNumber::parse(filer, format!("{digits}{check}").as_bytes()).expect("entry number");
+        let per_ior = pop.per_ior.max(1);
+        let ior_index = self.ior;
+        let lines = (1 + self.rng.below(self.spec.max_lines.max(1))).min(self.ior_left);
+        self.ior_left -= lines;
+        let base = ior_index * per_ior;
+        let span = per_ior.min(pop.certificates.saturating_sub(base)).max(1);
+        let debits = (0..lines)
+            .map(|l| ClaimChange {
+                line: (l + 1) as u16,
+                certificate: id(base + self.rng.below(span)),
+                quantity: Hundredths::new(self.spec.claim),
+                version: 1,
+            })
+            .collect();
+        Some(Ok(EntryChange {
+            entry,
+            version: 1,
+            deleted: false,
+            ior: IorNumber::from_stored(&ior_of(ior_index)),
+            credits: Vec::new(),
+            debits,
+            date: self.spec.business_date,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::diagnose;
+
+    #[test]
+    fn synthetic_ledger_loads_consistently() {
+        let spec = SyntheticSpec {
+            population: Population {
+                certificates: 95,
+                per_ior: 10,
+                certified: 100_000_00,
+            },
+            usage_events: 1234,
+            max_lines: 10,
+            claim: 100,
+            seed: 3,
+            business_date: Date::new(2026, 3, 15).unwrap(),
+            per_commit: 7,
+            cache_mib: 8,
+        };
+        let mut entries = spec.entries();
+        let (mut n, mut events, mut per_ior) = (0u64, 0u64, std::collections::HashMap::new());
+        while let Some(e) = entries.next_entry(|i| i as i64 + 1) {
+            let e = e.unwrap();
+            n += 1;
+            assert!((1..=10).contains(&e.debits.len()));
+            assert_eq!(e.entry.digits_str()[..7], format!("{n:07}"));
+            *per_ior.entry(e.ior.unwrap()).or_insert(0u64) += e.debits.len() as u64;
+            events += e.debits.len() as u64;
+        }
+        assert_eq!(events, 1234);
+        assert_eq!(per_ior.len(), 10);
+        assert!(per_ior.values().all(|&v| v == 123 || v == 124));
+
+        let mut store = crate::store::Store::open_in_memory().unwrap();
+        let mut calls = 0;
+        store.load_synthetic(&spec, &mut |_, _, _| calls += 1).unwrap();
+        assert!(calls > 2);
+        let (mismatches, counts) = store
+            .read(|tx| -> crate::store::Result<_> { Ok((tx.ledger_mismatches()?, tx.counts()?)) })
+            .unwrap();
+        assert!(mismatches.is_empty(), "{mismatches:?}");
+        let count = |k: &str| counts.iter().find(|(name, _)| *name == k).map(|c| c.1);
+        assert_eq!(count("certificates"), Some(95));
+        assert_eq!(count("usage_events"), Some(1234));
+        assert_eq!(count("entries"), Some(n as i64));
+        // What the pipeline would answer: certificate 0 as GT sent it.
+        let cert = store
+            .read(|tx| {
+                tx.certificate(Country::from_stored("AU").unwrap(), CertificateNumber::from_stored("C000000000").unwrap())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(cert.terms, spec.certificate(0));
+    }
 
     #[test]
     fn generated_files_are_clean_and_deterministic() {

@@ -6,7 +6,12 @@
 //! ecertd-gen --out DIR --certificates 1000000 --per-ior 1000 ae --bytes 1073741824
 //! ecertd-gen --out DIR --certificates 1000000 --per-ior 1000 ec --queries 1000
 //! ecertd-gen --out DIR --certificates 1000000 --per-ior 1000 gq --queries 1000
+//! ecertd-gen --certificates 10000000 --per-ior 1000 load --db FILE --usage-events 50000000 --senders
 //! ```
+//!
+//! `load` writes straight into a store (created if needed) what the GT files
+//! and accepted AE files of the same population would leave there: the
+//! certificates, then usage events from entry summaries of broker ABC.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,7 +19,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use ecertd::gen::{self, EntryMix, Population, Rng, COUNTRIES};
+use ecertd::envelope::SenderKind;
+use ecertd::gen::{self, EntryMix, Population, Rng, SyntheticSpec, COUNTRIES};
+use ecertd::model::Sender;
+use ecertd::store::Store;
+use ecertd::types::{Country, Date};
 
 #[derive(Parser)]
 #[command(name = "ecertd-gen", about = "Deterministic eCERT/ABI workload files")]
@@ -78,6 +87,33 @@ enum What {
         #[arg(long, default_value_t = 1000)]
         queries: u64,
     },
+    /// Bulk-load the population and usage events into a store (no files)
+    Load {
+        /// The SQLite store (created and migrated if needed)
+        #[arg(long)]
+        db: PathBuf,
+        /// Usage events (debits) from accepted entry summaries of broker ABC
+        #[arg(long, default_value_t = 0)]
+        usage_events: u64,
+        /// Lines per entry summary: 1 to this many
+        #[arg(long, default_value_t = 10)]
+        max_lines: u64,
+        /// Quantity of each debit, in hundredths
+        #[arg(long, default_value_t = 100)]
+        claim: u64,
+        /// Date of the usage events, YYYY-MM-DD
+        #[arg(long, default_value = "2026-03-15")]
+        business_date: String,
+        /// Certificates or entries per transaction
+        #[arg(long, default_value_t = 100_000)]
+        per_commit: u64,
+        /// SQLite page cache while loading, MiB
+        #[arg(long, default_value_t = 2048)]
+        cache_mib: u64,
+        /// Also register the generated senders (AU1, NZ1, UY1, AR1, ABC) with their demo passwords
+        #[arg(long)]
+        senders: bool,
+    },
 }
 
 fn create(path: PathBuf) -> Result<BufWriter<File>> {
@@ -89,7 +125,9 @@ fn create(path: PathBuf) -> Result<BufWriter<File>> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
+    if !matches!(cli.what, What::Load { .. }) {
+        std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
+    }
     let pop = Population {
         certificates: cli.certificates,
         per_ior: cli.per_ior,
@@ -151,6 +189,66 @@ fn main() -> Result<()> {
             gen::write_gq(&mut w, &pop, 0, queries, &mut rng, &cli.tag)?;
             w.flush()?;
             println!("gq.txt: {queries} queries");
+        }
+        What::Load {
+            db,
+            usage_events,
+            max_lines,
+            claim,
+            business_date,
+            per_commit,
+            cache_mib,
+            senders,
+        } => {
+            let business_date = Date::parse_iso(&business_date)
+                .with_context(|| format!("--business-date {business_date:?}: expected YYYY-MM-DD"))?;
+            let mut store = Store::open(&db).with_context(|| format!("opening store {}", db.display()))?;
+            if senders {
+                let mut all: Vec<(String, Option<Country>)> =
+                    COUNTRIES.iter().map(|(c, s)| (s.to_string(), Country::from_stored(c))).collect();
+                all.push(("ABC".to_string(), None));
+                for (id, country) in all {
+                    let sender = Sender {
+                        id: id.clone(),
+                        kind: if country.is_some() { SenderKind::Country } else { SenderKind::Broker },
+                        country,
+                        filers: vec![],
+                    };
+                    store
+                        .add_sender(&sender, &gen::password(&id))
+                        .with_context(|| format!("registering sender {id}"))?;
+                }
+            }
+            let spec = SyntheticSpec {
+                population: pop,
+                usage_events,
+                max_lines: max_lines.max(1),
+                claim: claim.max(1),
+                seed: cli.seed,
+                business_date,
+                per_commit,
+                cache_mib,
+            };
+            let start = std::time::Instant::now();
+            let mut last = (String::new(), u64::MAX);
+            store
+                .load_synthetic(&spec, &mut |what, done, total| {
+                    let decile = if total == 0 { 10 } else { done * 10 / total };
+                    if (what, decile) != (last.0.as_str(), last.1) {
+                        eprintln!(
+                            "{what}: {done} of {total} ({:.0} s)",
+                            start.elapsed().as_secs_f64()
+                        );
+                        last = (what.to_string(), decile);
+                    }
+                })
+                .with_context(|| format!("loading {}", db.display()))?;
+            println!(
+                "{}: {} certificates, {usage_events} usage events loaded in {:.1} s",
+                db.display(),
+                pop.certificates,
+                start.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(())

@@ -1,0 +1,110 @@
+//! The store's own thread. SQLite calls block, so the daemon never makes
+//! them on the async runtime: every store operation is a job sent to one
+//! dedicated thread that owns the [`Store`], run one at a time in arrival
+//! order (which also serialises the batches of files and connections).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+type Job = Box<dyn FnOnce(&mut Store) + Send>;
+
+/// The store thread has stopped (or a job panicked): nothing was committed
+/// for that job, or at least nothing was reported.
+#[derive(Debug, thiserror::Error)]
+#[error("the store worker is not running")]
+pub struct WorkerGone;
+
+/// A cheap, cloneable way to run jobs on the store thread.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl StoreHandle {
+    /// Runs `f` on the store thread and waits for it (for plain threads).
+    pub fn call_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> Result<T, WorkerGone> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Box::new(move |s| {
+                let _ = tx.send(f(s));
+            }))
+            .map_err(|_| WorkerGone)?;
+        rx.recv().map_err(|_| WorkerGone)
+    }
+
+    /// Runs `f` on the store thread (for async tasks; never blocks the runtime).
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> Result<T, WorkerGone> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Box::new(move |s| {
+                let _ = tx.send(f(s));
+            }))
+            .map_err(|_| WorkerGone)?;
+        rx.await.map_err(|_| WorkerGone)
+    }
+}
+
+/// The store thread.
+pub struct StoreWorker {
+    handle: StoreHandle,
+    thread: JoinHandle<()>,
+}
+
+impl StoreWorker {
+    /// Opens the store on a new thread; fails when the store cannot be opened.
+    pub fn start(db: PathBuf, metrics: Arc<Metrics>) -> Result<StoreWorker, anyhow::Error> {
+        let shown = db.display().to_string();
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), StoreError>>(1);
+        let thread = std::thread::Builder::new().name("ecertd-store".into()).spawn(move || {
+            let mut store = match Store::open(&db) {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    metrics.store_alive.store(false, Ordering::Relaxed);
+                    return;
+                }
+            };
+            while let Ok(job) = rx.recv() {
+                if catch_unwind(AssertUnwindSafe(|| job(&mut store))).is_err() {
+                    tracing::error!("a store job panicked; its transaction was rolled back");
+                    metrics.failure("panic");
+                }
+            }
+            metrics.store_alive.store(false, Ordering::Relaxed);
+        })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(StoreWorker {
+                handle: StoreHandle { tx },
+                thread,
+            }),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("opening store {shown}"))),
+            Err(_) => Err(anyhow::anyhow!("the store thread ended while opening the store")),
+        }
+    }
+
+    pub fn handle(&self) -> StoreHandle {
+        self.handle.clone()
+    }
+
+    /// Waits for the thread once every other handle is gone.
+    pub fn join(self) {
+        drop(self.handle);
+        let _ = self.thread.join();
+    }
+}
