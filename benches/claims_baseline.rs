@@ -89,7 +89,9 @@ fn apply(conn: &Connection, e: &Entry, args: &Args, c: &mut Counts) -> rusqlite:
     for (_, country, number, q) in &e.claims {
         let row: Option<(i64, i64, i64, String)> = conn
             .prepare_cached("SELECT id, certified, used, ior FROM certificates WHERE country = ?1 AND number = ?2")?
-            .query_row(params![country, number], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_row(params![country, number], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
         match row {
             Some((id, certified, used, ior)) if ior == e.ior => {

@@ -183,7 +183,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let drop_secs = t0.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     while Instant::now() < deadline {
-        if seen.lock().unwrap_or_else(|e| e.into_inner()).at.iter().all(Option::is_some) {
+        if seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .at
+            .iter()
+            .all(Option::is_some)
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));

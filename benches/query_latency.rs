@@ -90,7 +90,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         if i >= args.warmup {
             samples.push(ms);
-            certs += r.response.split(|&b| b == b'\n').filter(|l| l.starts_with(b"C2")).count() as u64;
+            certs += r
+                .response
+                .split(|&b| b == b'\n')
+                .filter(|l| l.starts_with(b"C2"))
+                .count() as u64;
             records += r.response.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
         }
     }

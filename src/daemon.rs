@@ -610,7 +610,36 @@ impl SpoolLoop {
             }
             _ => None,
         };
-        let response_name = claim.response_name();
+        // Outbound: `SEQ-NAME.resp`, unique by construction. Rejected: the
+        // spec's `rejected/NAME.resp` beside the input, unless another input
+        // of that name holds it (then `SEQ-NAME`); chosen once, in the store.
+        let rejected_base = match &outbound_sender {
+            Some(_) => None,
+            None => {
+                let dir = self.layout.rejected();
+                let free = !dir.join(&claim.name).exists() && !dir.join(format!("{}.resp", claim.name)).exists();
+                let fallback = format!("rejected/{}.resp", claim.rejected_name());
+                let want = if free {
+                    format!("rejected/{}.resp", claim.name)
+                } else {
+                    fallback.clone()
+                };
+                let id = claim.id.clone();
+                let path = self
+                    .store
+                    .call_blocking(move |s| s.write(|tx| tx.reserve_response_path(&id, &want, &fallback)))??;
+                let base = path
+                    .strip_prefix("rejected/")
+                    .and_then(|p| p.strip_suffix(".resp"))
+                    .filter(|b| spool::valid_name(b.as_bytes()))
+                    .ok_or_else(|| Failure::Store(format!("input {} has an unusable response path", claim.id)))?;
+                Some(base.to_string())
+            }
+        };
+        let response_name = match &rejected_base {
+            Some(base) => format!("{base}.resp"),
+            None => claim.response_name(),
+        };
         let (dir, shown) = match &outbound_sender {
             Some(s) => (self.layout.outbound().join(s), format!("outbound/{s}/{response_name}")),
             None => (self.layout.rejected(), format!("rejected/{response_name}")),
@@ -667,7 +696,7 @@ impl SpoolLoop {
             }
             None => {
                 let rejected = self.layout.rejected();
-                let target = claim.rejected_name();
+                let target = rejected_base.clone().unwrap_or_else(|| claim.rejected_name());
                 let note = format!(
                     "ecertd could not authenticate the first batch of this input (unreadable A record, unknown sender or wrong password); no outbound folder got its response.\nname: {}\nchannel: {}\nresponse: {shown}\n",
                     claim.name,

@@ -476,8 +476,8 @@ impl SyntheticEntries {
         }
         let digits = format!("{:07}", self.next);
         let filer = FilerCode::from_stored("ABC").expect("filer ABC");
-        let check = entry_check_digit(filer.as_bytes(), digits.as_bytes().try_into().expect("7 digits"))
-            .expect("digits");
+        let check =
+            entry_check_digit(filer.as_bytes(), digits.as_bytes().try_into().expect("7 digits")).expect("digits");
         let entry = EntryNumber::parse(filer, format!("{digits}{check}").as_bytes()).expect("entry number");
         let per_ior = pop.per_ior.max(1);
         let ior_index = self.ior;
@@ -555,7 +555,10 @@ mod tests {
         // What the pipeline would answer: certificate 0 as GT sent it.
         let cert = store
             .read(|tx| {
-                tx.certificate(Country::from_stored("AU").unwrap(), CertificateNumber::from_stored("C000000000").unwrap())
+                tx.certificate(
+                    Country::from_stored("AU").unwrap(),
+                    CertificateNumber::from_stored("C000000000").unwrap(),
+                )
             })
             .unwrap()
             .unwrap();

@@ -9,9 +9,12 @@
 //! - `work/SEQ-CHANNEL-NAME`: a claimed input (`CHANNEL` is `abi` or `ecert`);
 //! - `archive/SEQ-CHANNEL-NAME`: the same input once its response is published;
 //! - `outbound/SENDER/SEQ-NAME.resp`: the response;
-//! - `rejected/SEQ-NAME` with `rejected/SEQ-NAME.why`: an input refused as a
-//!   whole (a hostile entry, or one whose first batch did not authenticate,
-//!   which also gets `rejected/SEQ-NAME.resp`);
+//! - `rejected/SEQ-NAME` with `rejected/SEQ-NAME.why`: a hostile entry
+//!   refused without being read;
+//! - `rejected/NAME` with `rejected/NAME.resp` and `rejected/NAME.why`: an
+//!   input whose first batch did not authenticate, as the spec names it
+//!   (`SEQ-NAME` instead when an earlier input holds `NAME`; the choice is
+//!   recorded in the store before the response is written);
 //! - `.ecertd-tmp-*`: files being written; never visible under a final name,
 //!   and removed at start-up.
 

@@ -141,6 +141,9 @@ CREATE TABLE inputs (
     batches_done INTEGER NOT NULL DEFAULT 0,
     complete     INTEGER NOT NULL DEFAULT 0,
     published    INTEGER NOT NULL DEFAULT 0,
+    -- Where the response is published, relative to the root; chosen once,
+    -- before the first write, so that a republish reuses it.
+    response     TEXT UNIQUE,
     accepted     INTEGER NOT NULL DEFAULT 0,
     rejected     INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
@@ -1020,6 +1023,31 @@ impl Tx<'_> {
             .prepare_cached("UPDATE inputs SET complete = 1 WHERE claim = ?1")?
             .execute([claim])?;
         Ok(())
+    }
+
+    /// The path (relative to the spool root) the response of `claim` is
+    /// published under: the one chosen before, else `preferred` when no other
+    /// input holds it, else `fallback`.
+    pub fn reserve_response_path(&self, claim: &str, preferred: &str, fallback: &str) -> Result<String> {
+        let chosen: Option<Option<String>> = self
+            .tx
+            .prepare_cached("SELECT response FROM inputs WHERE claim = ?1")?
+            .query_row([claim], |r| r.get(0))
+            .optional()?;
+        if let Some(Some(path)) = chosen {
+            return Ok(path);
+        }
+        let taken: bool = self
+            .tx
+            .prepare_cached("SELECT 1 FROM inputs WHERE response = ?1")?
+            .query_row([preferred], |_| Ok(()))
+            .optional()?
+            .is_some();
+        let path = if taken { fallback } else { preferred };
+        self.tx
+            .prepare_cached("UPDATE inputs SET response = ?2 WHERE claim = ?1")?
+            .execute(params![claim, path])?;
+        Ok(path.to_string())
     }
 
     pub fn mark_published(&self, claim: &str) -> Result<()> {

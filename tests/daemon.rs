@@ -116,15 +116,31 @@ fn unauthenticated_and_wrong_channel() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.contains("X08   SENDER NOT AUTHORIZED"), "{text}");
     assert!(s.entries("outbound").is_empty(), "{:?}", s.entries("outbound"));
+    // The spec's names: rejected/NAME.resp beside the input rejected/NAME.
+    let mut rejected = s.entries("rejected");
+    rejected.sort();
+    assert_eq!(rejected, vec!["badpw.txt", "badpw.txt.resp", "badpw.txt.why"]);
+    assert_eq!(fs::read(s.root.join("rejected/badpw.txt")).unwrap(), bad.as_bytes());
+    assert_eq!(fs::read(s.root.join("rejected/badpw.txt.resp")).unwrap(), got);
+    assert!(s.entries("archive").is_empty());
+    // A second input of that name does not overwrite the first: SEQ-NAME.
+    s.drop_file("ecert", "badpw.txt", bad.as_bytes());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.entries("rejected").len() < 6 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let rejected = s.entries("rejected");
-    assert_eq!(rejected.len(), 3, "{rejected:?}");
-    let base = rejected
+    assert_eq!(rejected.len(), 6, "{rejected:?}");
+    let second = rejected
         .iter()
         .find(|n| n.ends_with("-badpw.txt"))
-        .expect("input in rejected/");
-    assert!(rejected.contains(&format!("{base}.resp")) && rejected.contains(&format!("{base}.why")));
-    assert_eq!(fs::read(s.root.join("rejected").join(base)).unwrap(), bad.as_bytes());
-    assert!(s.entries("archive").is_empty());
+        .expect("second input in rejected/ under SEQ-NAME");
+    assert_eq!(
+        fs::read(s.root.join("rejected").join(format!("{second}.resp"))).unwrap(),
+        got
+    );
+    assert!(rejected.contains(&format!("{second}.why")));
+    assert_eq!(fs::read(s.root.join("rejected/badpw.txt.resp")).unwrap(), got);
     assert!(
         s.journal()[0].contains(" sender=- app=GT outcome=rejected "),
         "{:?}",

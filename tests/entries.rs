@@ -948,7 +948,15 @@ fn replace_may_keep_a_claim_across_the_year_end() {
     let got = w.ae(&entry("R", "ABC", "1000001", IOR_A, &[beef(1, 400_000, CERT)]));
     assert_eq!(got, ax_accepted("ABC", &e, 3, &[("001", 7, "16000.00", "KG")], 2));
     let got = w.ae(&entry("R", "ABC", "1000001", IOR_A, &[beef(1, 400_001, CERT)]));
-    assert_eq!(got, ax_refused("ABC", &e, 3, &[(At::Line("001", 7), "Q04"), (At::Line("001", 7), "Q09")]));
+    assert_eq!(
+        got,
+        ax_refused(
+            "ABC",
+            &e,
+            3,
+            &[(At::Line("001", 7), "Q04"), (At::Line("001", 7), "Q09")]
+        )
+    );
     assert_eq!(w.balance("AU", CERT), (2_000_000, 400_000));
     w.assert_ledger_consistent();
 }

@@ -79,7 +79,11 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
             let other = &corpus[rng.below(corpus.len() as u64) as usize];
             let starts = line_starts(other);
             let s = starts[rng.below(starts.len() as u64) as usize];
-            let e = other[s..].iter().position(|&c| c == b'\n').map(|p| s + p + 1).unwrap_or(other.len());
+            let e = other[s..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map(|p| s + p + 1)
+                .unwrap_or(other.len());
             let mine = line_starts(input);
             let i = mine[rng.below(mine.len() as u64) as usize].min(input.len());
             input.splice(i..i, other[s..e].to_vec());
@@ -88,7 +92,11 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
             let mine = line_starts(input);
             let k = rng.below(mine.len() as u64) as usize;
             let s = mine[k].min(input.len());
-            let e = input[s..].iter().position(|&c| c == b'\n').map(|p| s + p + 1).unwrap_or(input.len());
+            let e = input[s..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map(|p| s + p + 1)
+                .unwrap_or(input.len());
             let line = input[s..e].to_vec();
             if rng.below(2) == 0 {
                 input.splice(s..s, line);
@@ -150,11 +158,19 @@ fn fuzz_store() -> Store {
 /// Checks one response batch: 80 printable bytes + LF per record, A first,
 /// Z last, B…Y blocks in between with their counts.
 fn assert_well_formed(response: &[u8], case: u64) {
-    assert!(!response.is_empty() && response.len() % 81 == 0, "case {case}: length {}", response.len());
+    assert!(
+        !response.is_empty() && response.len() % 81 == 0,
+        "case {case}: length {}",
+        response.len()
+    );
     let records: Vec<&[u8]> = response.chunks(81).collect();
     for r in &records {
         assert_eq!(r[80], b'\n', "case {case}");
-        assert!(r[..80].iter().all(|&b| (0x20..=0x7e).contains(&b)), "case {case}: {:?}", r);
+        assert!(
+            r[..80].iter().all(|&b| (0x20..=0x7e).contains(&b)),
+            "case {case}: {:?}",
+            r
+        );
     }
     assert_eq!(records[0][0], b'A', "case {case}");
     assert_eq!(records[records.len() - 1][0], b'Z', "case {case}");
@@ -204,7 +220,11 @@ fn mutated_batches_never_break_the_pipeline() {
             );
         }
 
-        let channel = if rng.below(2) == 0 { Channel::Abi } else { Channel::Ecert };
+        let channel = if rng.below(2) == 0 {
+            Channel::Abi
+        } else {
+            Channel::Ecert
+        };
         let mut engine = Engine::new(&mut store, date);
         let mut session = Session::new(channel);
         let mut answered = 0u64;
@@ -219,7 +239,10 @@ fn mutated_batches_never_break_the_pipeline() {
         batches += answered;
     }
     let mismatches = store.read(|tx| tx.ledger_mismatches()).unwrap();
-    assert!(mismatches.is_empty(), "ledger differs from the replay of usage events: {mismatches:?}");
+    assert!(
+        mismatches.is_empty(),
+        "ledger differs from the replay of usage events: {mismatches:?}"
+    );
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "fuzz: {n} cases, {batches} batches, {bytes} bytes, {diagnostics} diagnostics, {elapsed:.1} s, {:.0} cases/s; \

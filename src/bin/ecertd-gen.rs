@@ -204,13 +204,19 @@ fn main() -> Result<()> {
                 .with_context(|| format!("--business-date {business_date:?}: expected YYYY-MM-DD"))?;
             let mut store = Store::open(&db).with_context(|| format!("opening store {}", db.display()))?;
             if senders {
-                let mut all: Vec<(String, Option<Country>)> =
-                    COUNTRIES.iter().map(|(c, s)| (s.to_string(), Country::from_stored(c))).collect();
+                let mut all: Vec<(String, Option<Country>)> = COUNTRIES
+                    .iter()
+                    .map(|(c, s)| (s.to_string(), Country::from_stored(c)))
+                    .collect();
                 all.push(("ABC".to_string(), None));
                 for (id, country) in all {
                     let sender = Sender {
                         id: id.clone(),
-                        kind: if country.is_some() { SenderKind::Country } else { SenderKind::Broker },
+                        kind: if country.is_some() {
+                            SenderKind::Country
+                        } else {
+                            SenderKind::Broker
+                        },
                         country,
                         filers: vec![],
                     };
@@ -235,10 +241,7 @@ fn main() -> Result<()> {
                 .load_synthetic(&spec, &mut |what, done, total| {
                     let decile = if total == 0 { 10 } else { done * 10 / total };
                     if (what, decile) != (last.0.as_str(), last.1) {
-                        eprintln!(
-                            "{what}: {done} of {total} ({:.0} s)",
-                            start.elapsed().as_secs_f64()
-                        );
+                        eprintln!("{what}: {done} of {total} ({:.0} s)", start.elapsed().as_secs_f64());
                         last = (what.to_string(), decile);
                     }
                 })

@@ -193,10 +193,14 @@ impl Spool {
 
     /// Response files for input NAME (names `SEQ-NAME.resp`).
     pub fn responses_for(&self, name: &str) -> Vec<((String, String), Vec<u8>)> {
+        // outbound/SENDER/SEQ-NAME.resp, rejected/NAME.resp or rejected/SEQ-NAME.resp.
         let suffix = format!("-{name}.resp");
+        let plain = format!("{name}.resp");
         self.responses()
             .into_iter()
-            .filter(|((_, f), _)| f.ends_with(&suffix) && f.len() == suffix.len() + 20)
+            .filter(|((dir, f), _)| {
+                (f.ends_with(&suffix) && f.len() == suffix.len() + 20) || (dir == "rejected" && *f == plain)
+            })
             .collect()
     }
 
