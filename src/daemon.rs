@@ -19,10 +19,11 @@
 //!    input's progress; the last one also marks the input complete;
 //! 4. published: the stored responses are written to a temporary name,
 //!    synced and renamed to `outbound/SENDER/SEQ-NAME.resp` (or
-//!    `rejected/SEQ-NAME.resp` when the first batch did not authenticate);
+//!    `rejected/NAME.resp` when the first batch did not authenticate, see
+//!    [`crate::spool`]);
 //!    the journal lines are appended; the store marks the input published;
 //! 5. filed: the input moves to `archive/SEQ-CHANNEL-NAME` (or, when it did
-//!    not authenticate, to `rejected/SEQ-NAME` with a `.why` note).
+//!    not authenticate, to `rejected/NAME` with a `.why` note).
 //!
 //! A stop at any point is repaired at start-up from `work/` and the store:
 //! nothing committed is applied again, and the stored responses are
