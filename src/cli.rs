@@ -242,13 +242,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { file } => {
-            let input = match open_input(&file) {
-                Ok(i) => i,
-                Err(e) => {
-                    eprintln!("ecertd: {e:#}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
+            // Unreadable: the error reaches `main`, which exits 2.
+            let input = open_input(&file)?;
             let stdout = io::stdout();
             let mut out = BufWriter::new(stdout.lock());
             let name = file.display().to_string();
@@ -258,13 +253,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(if n == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Explain { file } => {
-            let input = match open_input(&file) {
-                Ok(i) => i,
-                Err(e) => {
-                    eprintln!("ecertd: {e:#}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
+            // Unreadable: the error reaches `main`, which exits 2.
+            let input = open_input(&file)?;
             let stdout = io::stdout();
             let mut out = BufWriter::new(stdout.lock());
             let n = diagnose::explain(input, &mut out)?;

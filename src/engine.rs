@@ -102,6 +102,14 @@ pub struct InputKey<'a> {
     pub index: u64,
 }
 
+/// Batches `first..` of an input file, and whether they end it.
+struct InputGroup<'a> {
+    claim: &'a str,
+    name: &'a str,
+    first: u64,
+    last: bool,
+}
+
 /// A batch framed and authenticated, ready for its transaction.
 struct Prepared<'a> {
     raw: &'a RawBatch,
@@ -193,17 +201,15 @@ impl<'s> Engine<'s> {
         raw: &RawBatch,
         input: Option<InputKey<'_>>,
     ) -> Result<BatchResult, EngineError> {
-        let prepared = self.prepare(session, raw)?;
-        let date = self.business_date;
-        let destination = session.destination.clone();
-        let channel = session.channel;
-        self.store.write(|tx| {
-            let result = run(tx, prepared, date)?;
-            if let Some(input) = input {
-                record(tx, &input, channel, destination.as_ref(), &result)?;
-            }
-            Ok(result)
-        })
+        let input = input.map(|k| InputGroup {
+            claim: k.claim,
+            name: k.name,
+            first: k.index,
+            last: false,
+        });
+        let mut out = self.commit(session, std::slice::from_ref(raw), input)?;
+        out.pop()
+            .ok_or_else(|| StoreError::Corrupt("a batch without result".into()).into())
     }
 
     /// Processes a group of batches in one transaction (group commit).
@@ -212,6 +218,50 @@ impl<'s> Engine<'s> {
         session: &mut Session,
         raws: &[RawBatch],
         input: Option<(&str, &str, u64)>,
+    ) -> Result<Vec<BatchResult>, EngineError> {
+        let input = input.map(|(claim, name, first)| InputGroup {
+            claim,
+            name,
+            first,
+            last: false,
+        });
+        self.commit(session, raws, input)
+    }
+
+    /// Re-reads the first batch of a partly processed input so that the
+    /// session knows the input's sender again; applies and records nothing.
+    pub fn prime(&mut self, session: &mut Session, first: &RawBatch) -> Result<(), EngineError> {
+        self.prepare(session, first).map(|_| ())
+    }
+
+    /// Processes batches `first..` of the input file `claim` in one
+    /// transaction, recording each response; when `last`, the input is also
+    /// marked complete in that same transaction.
+    pub fn process_input_group(
+        &mut self,
+        session: &mut Session,
+        raws: &[RawBatch],
+        claim: &str,
+        name: &str,
+        first: u64,
+        last: bool,
+    ) -> Result<Vec<BatchResult>, EngineError> {
+        let input = InputGroup {
+            claim,
+            name,
+            first,
+            last,
+        };
+        self.commit(session, raws, Some(input))
+    }
+
+    /// Frames and authenticates `raws`, then runs them in one store
+    /// transaction, recording each response against the input when given.
+    fn commit(
+        &mut self,
+        session: &mut Session,
+        raws: &[RawBatch],
+        input: Option<InputGroup<'_>>,
     ) -> Result<Vec<BatchResult>, EngineError> {
         let mut prepared = Vec::with_capacity(raws.len());
         for raw in raws {
@@ -224,15 +274,18 @@ impl<'s> Engine<'s> {
             let mut out = Vec::with_capacity(prepared.len());
             for (i, p) in prepared.into_iter().enumerate() {
                 let result = run(tx, p, date)?;
-                if let Some((claim, name, first)) = input {
+                if let Some(g) = &input {
                     let key = InputKey {
-                        claim,
-                        name,
-                        index: first + i as u64,
+                        claim: g.claim,
+                        name: g.name,
+                        index: g.first + i as u64,
                     };
                     record(tx, &key, channel, destination.as_ref(), &result)?;
                 }
                 out.push(result);
+            }
+            if let Some(g) = input.as_ref().filter(|g| g.last) {
+                tx.complete_input(g.claim, g.name, channel.name())?;
             }
             Ok(out)
         })
@@ -615,51 +668,4 @@ fn answer(
         queries::render_certificate(cert, &events, date, w);
     }
     Ok(())
-}
-
-/// Entry points for the daemon's spool (resumable input files).
-impl Engine<'_> {
-    /// Re-reads the first batch of a partly processed input so that the
-    /// session knows the input's sender again; applies and records nothing.
-    pub fn prime(&mut self, session: &mut Session, first: &RawBatch) -> Result<(), EngineError> {
-        self.prepare(session, first).map(|_| ())
-    }
-
-    /// Processes batches `first..` of the input file `claim` in one
-    /// transaction, recording each response; when `last`, the input is also
-    /// marked complete in that same transaction.
-    pub fn process_input_group(
-        &mut self,
-        session: &mut Session,
-        raws: &[RawBatch],
-        claim: &str,
-        name: &str,
-        first: u64,
-        last: bool,
-    ) -> Result<Vec<BatchResult>, EngineError> {
-        let mut prepared = Vec::with_capacity(raws.len());
-        for raw in raws {
-            prepared.push(self.prepare(session, raw)?);
-        }
-        let date = self.business_date;
-        let destination = session.destination.clone();
-        let channel = session.channel;
-        self.store.write(|tx| {
-            let mut out = Vec::with_capacity(prepared.len());
-            for (i, p) in prepared.into_iter().enumerate() {
-                let result = run(tx, p, date)?;
-                let key = InputKey {
-                    claim,
-                    name,
-                    index: first + i as u64,
-                };
-                record(tx, &key, channel, destination.as_ref(), &result)?;
-                out.push(result);
-            }
-            if last {
-                tx.complete_input(claim, name, channel.name())?;
-            }
-            Ok(out)
-        })
-    }
 }

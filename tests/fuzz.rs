@@ -17,10 +17,8 @@ use ecertd::diagnose;
 use ecertd::engine::{Engine, Session};
 use ecertd::envelope::Channel;
 use ecertd::gen::Rng;
-use ecertd::model::Sender;
 use ecertd::record::BatchReader;
 use ecertd::store::Store;
-use ecertd::types::Country;
 
 fn cases() -> u64 {
     std::env::var("ECERTD_FUZZ_CASES")
@@ -142,17 +140,11 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
 }
 
 fn fuzz_store() -> Store {
-    let mut store = Store::open_in_memory().unwrap().with_password_rounds(1);
-    for &(id, kind, country, password) in common::DEMO_SENDERS {
-        let sender = Sender {
-            id: id.to_string(),
-            kind,
-            country: country.map(|c| Country::parse(c.as_bytes()).unwrap()),
-            filers: Vec::new(),
-        };
-        store.add_sender(&sender, password).unwrap();
-    }
-    store
+    // One PBKDF2 round: the loop authenticates mutated A records by the thousand.
+    common::register(
+        Store::open_in_memory().unwrap().with_password_rounds(1),
+        common::DEMO_SENDERS,
+    )
 }
 
 /// Checks one response batch: 80 printable bytes + LF per record, A first,

@@ -60,7 +60,11 @@ pub const DEMO_SENDERS: &[SenderSpec] = &[
 
 /// A fresh in-memory store with `senders` registered.
 pub fn store_with(senders: &[SenderSpec]) -> Store {
-    let mut store = Store::open_in_memory().unwrap();
+    register(Store::open_in_memory().unwrap(), senders)
+}
+
+/// Registers `senders` in `store`.
+pub fn register(mut store: Store, senders: &[SenderSpec]) -> Store {
     for &(id, kind, country, password) in senders {
         let sender = Sender {
             id: id.to_string(),
