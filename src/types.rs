@@ -400,7 +400,7 @@ impl fmt::Debug for EntryNumber {
 }
 
 impl fmt::Display for EntryNumber {
-    /// `XXX-NNNNNNN-C`, as on paper.
+    /// `FFF-NNNNNNN-C` (filer code, number, check digit), as on paper.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = std::str::from_utf8(&self.digits).unwrap_or("????????");
         write!(f, "{}-{}-{}", self.filer, &d[..7], &d[7..])
