@@ -466,16 +466,11 @@ fn query(ctx: &Paths, q: QueryCommand) -> Result<ExitCode> {
         QueryCommand::Ior { ior, json } => {
             let ior = parse_ior(&ior)?;
             let found = store.read(|tx| -> Result<Vec<_>> {
-                let mut certs = Vec::new();
-                tx.certificates_for_ior(&ior, None, &mut |c| {
-                    certs.push(c);
+                let mut v = Vec::new();
+                tx.usage_for_ior(&ior, None, &mut |c, events| {
+                    v.push((c, events));
                     Ok(())
                 })?;
-                let mut v = Vec::new();
-                for c in certs {
-                    let ev = tx.usage_events(c.id)?;
-                    v.push((c, ev));
-                }
                 Ok(v)
             })?;
             (found, json)

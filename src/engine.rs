@@ -10,7 +10,7 @@ use crate::apps::{self, certificates, entries, queries, Transactions};
 use crate::codes::Code;
 use crate::envelope::{self, App, Channel, Header, Problem, ResponseWriter, SenderKind};
 use crate::layout;
-use crate::model::Sender;
+use crate::model::{Certificate, Sender, UsageEvent};
 use crate::record::{BatchReader, RawBatch};
 use crate::store::{InputBatch, Store, StoreError, Tx};
 use crate::types::{Country, Date, FilerCode};
@@ -592,18 +592,30 @@ fn ec(
             let mut found = Vec::new();
             match q {
                 queries::ImporterQuery::ByIor { ior, quota_year } => {
-                    tx.certificates_for_ior(&ior, quota_year, &mut |c| {
-                        found.push(c);
+                    tx.usage_for_ior(&ior, quota_year, &mut |c, events| {
+                        found.push((c, events));
                         Ok(())
                     })?;
                 }
-                queries::ImporterQuery::One { country, number, .. } => {
-                    found.extend(tx.certificate(country, number)?);
-                }
+                queries::ImporterQuery::One { country, number, .. } => one(tx, country, number, &mut found)?,
             }
-            answer(tx, rec, true, &found, date, w)?;
+            answer(rec, true, &found, date, w);
             tally.count(true);
         }
+    }
+    Ok(())
+}
+
+/// One certificate with its events, when on file.
+fn one(
+    tx: &Tx<'_>,
+    country: Country,
+    number: crate::types::CertificateNumber,
+    found: &mut Vec<(Certificate, Vec<UsageEvent>)>,
+) -> Result<(), EngineError> {
+    if let Some(c) = tx.certificate(country, number)? {
+        let events = tx.usage_events(c.id)?;
+        found.push((c, events));
     }
     Ok(())
 }
@@ -636,36 +648,28 @@ fn gq(
         Ok(q) => {
             let mut found = Vec::new();
             match q {
-                queries::CountryQuery::One { country, number } => found.extend(tx.certificate(country, number)?),
+                queries::CountryQuery::One { country, number } => one(tx, country, number, &mut found)?,
                 queries::CountryQuery::ByCondition {
                     country,
                     condition,
                     issued_from,
                     issued_to,
-                } => tx.certificates_of_country(country, condition, issued_from, issued_to, &mut |c| {
-                    found.push(c);
+                } => tx.usage_of_country(country, condition, issued_from, issued_to, &mut |c, events| {
+                    found.push((c, events));
                     Ok(())
                 })?,
             }
-            answer(tx, rec, false, &found, date, w)?;
+            answer(rec, false, &found, date, w);
             tally.count(true);
         }
     }
     Ok(())
 }
 
-fn answer(
-    tx: &Tx<'_>,
-    rec: &[u8],
-    importer: bool,
-    found: &[crate::model::Certificate],
-    date: Date,
-    w: &mut ResponseWriter,
-) -> Result<(), EngineError> {
+/// The C0 with its count, then each certificate's C2, C4 and C3 records.
+fn answer(rec: &[u8], importer: bool, found: &[(Certificate, Vec<UsageEvent>)], date: Date, w: &mut ResponseWriter) {
     queries::render_reference(rec, importer, found.len() as u64, w);
-    for cert in found {
-        let events = tx.usage_events(cert.id)?;
-        queries::render_certificate(cert, &events, date, w);
+    for (cert, events) in found {
+        queries::render_certificate(cert, events, date, w);
     }
-    Ok(())
 }

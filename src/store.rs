@@ -49,6 +49,17 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether the database file is damaged (`SQLITE_CORRUPT`, `SQLITE_NOTADB`).
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -394,6 +405,34 @@ impl Store {
         Ok(())
     }
 
+    /// How long a write waits for a lock held by another connection before
+    /// failing with `SQLITE_BUSY` (30 s from [`Store::open`]).
+    pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.conn.busy_timeout(timeout)?;
+        Ok(())
+    }
+
+    /// Fault injection ([`crate::fault`]): `true` caps the database at its
+    /// current page count, so that a write needing a new page fails with
+    /// `SQLITE_FULL` as on a full disk; `false` lifts the cap. Per connection.
+    pub fn inject_full(&mut self, on: bool) -> Result<()> {
+        let limit: i64 = if on {
+            self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?
+        } else {
+            i64::from(u32::MAX)
+        };
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {limit}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Fault injection ([`crate::fault`]): `PRAGMA query_only`, so that every
+    /// write fails with `SQLITE_READONLY`. Per connection.
+    pub fn inject_readonly(&mut self, on: bool) -> Result<()> {
+        self.conn.pragma_update(None, "query_only", on)?;
+        Ok(())
+    }
+
     /// Bulk-loads the synthetic ledger of `spec` (benchmarks, `ecertd-gen
     /// load`): its certificates through the same writes as a GT add, then
     /// its usage events through the same writes as accepted entry
@@ -538,6 +577,16 @@ impl<'c> Tx<'c> {
     }
 }
 
+/// Stored responses are LZ4-compressed: fixed-width records compress about
+/// tenfold, and a large query answer is then a small write to sync.
+fn pack_response(response: &[u8]) -> Vec<u8> {
+    lz4_flex::compress_prepend_size(response)
+}
+
+fn unpack_response(packed: &[u8]) -> Result<Vec<u8>> {
+    lz4_flex::decompress_size_prepended(packed).map_err(|e| StoreError::Corrupt(format!("stored response: {e}")))
+}
+
 const CLAIM_BYTES: usize = 22;
 
 /// Claims in force as bytes: per claim line (u16), certificate (i64),
@@ -610,6 +659,33 @@ fn certificate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::
             cancelled,
         })
     })())
+}
+
+/// A usage event read from columns `at..at + 7` (filer, number, line, kind,
+/// quantity, date, version); `None` when they are NULL (an outer join).
+fn event_from_row(r: &rusqlite::Row<'_>, at: usize, certificate: i64) -> Result<Option<UsageEvent>> {
+    let Some(filer) = r.get::<_, Option<String>>(at)? else {
+        return Ok(None);
+    };
+    let number: String = r.get(at + 1)?;
+    let kind: String = r.get(at + 3)?;
+    let q: i64 = r.get(at + 4)?;
+    let date: u32 = r.get(at + 5)?;
+    let bad = || StoreError::Corrupt(format!("usage event of certificate {certificate}"));
+    let filer = FilerCode::from_stored(&filer).ok_or_else(bad)?;
+    Ok(Some(UsageEvent {
+        certificate,
+        entry: EntryNumber::parse(filer, number.as_bytes()).ok_or_else(bad)?,
+        line: r.get(at + 2)?,
+        kind: if kind == "D" {
+            UsageKind::Debit
+        } else {
+            UsageKind::Credit
+        },
+        quantity: Hundredths::new(u64::try_from(q).map_err(|_| bad())?),
+        date: Date::from_ccyymmdd(date).ok_or_else(bad)?,
+        version: r.get(at + 6)?,
+    }))
 }
 
 const CERT_COLUMNS: &str =
@@ -842,58 +918,86 @@ impl Tx<'_> {
             .is_some())
     }
 
-    fn certificates_query(
+    /// Certificates with their usage events: `filter` selects certificates
+    /// (alias `c`) and `order` orders them; the events of all of them come
+    /// from one range scan per certificate, grouped by certificate.
+    fn usage_query(
         &self,
-        sql: &str,
-        p: impl rusqlite::Params,
-        out: &mut dyn FnMut(Certificate) -> Result<()>,
+        filter: &str,
+        order: &str,
+        p: &[&dyn rusqlite::ToSql],
+        out: &mut dyn FnMut(Certificate, Vec<UsageEvent>) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self
-            .tx
-            .prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE {sql}"))?;
+        let mut events: std::collections::HashMap<i64, Vec<UsageEvent>> = std::collections::HashMap::new();
+        {
+            let mut stmt = self.tx.prepare_cached(&format!(
+                "SELECT u.filer, u.number, u.line, u.kind, u.quantity, u.date, u.version, u.certificate
+                 FROM usage_events u WHERE u.certificate IN (SELECT c.id FROM certificates c WHERE {filter})
+                 ORDER BY u.certificate, u.seq"
+            ))?;
+            let mut rows = stmt.query(p)?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(7)?;
+                if let Some(e) = event_from_row(r, 0, id)? {
+                    events.entry(id).or_default().push(e);
+                }
+            }
+        }
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, c.used, c.issued,
+             c.expires, c.quota_year, c.ior, c.exporter, c.cancelled
+             FROM certificates c WHERE {filter} ORDER BY {order}"
+        ))?;
         let mut rows = stmt.query(p)?;
         while let Some(r) = rows.next()? {
-            out(certificate_from_row(r)?.map_err(StoreError::Corrupt)?)?;
+            let c = certificate_from_row(r)?.map_err(StoreError::Corrupt)?;
+            let e = events.remove(&c.id).unwrap_or_default();
+            out(c, e)?;
         }
         Ok(())
     }
 
-    /// Certificates naming `ior`, by country then number, streamed to `out`.
-    pub fn certificates_for_ior(
+    /// Certificates naming `ior` with their usage events, by country then
+    /// number, events oldest first, streamed to `out`.
+    pub fn usage_for_ior(
         &self,
         ior: &IorNumber,
         quota_year: Option<u16>,
-        out: &mut dyn FnMut(Certificate) -> Result<()>,
+        out: &mut dyn FnMut(Certificate, Vec<UsageEvent>) -> Result<()>,
     ) -> Result<()> {
+        let ior = ior_key(ior);
         match quota_year {
-            Some(y) => self.certificates_query(
-                "ior = ?1 AND quota_year = ?2 ORDER BY country, number",
-                params![ior_key(ior), y],
+            Some(y) => self.usage_query(
+                "c.ior = ?1 AND c.quota_year = ?2",
+                "c.country, c.number",
+                &[&ior, &y],
                 out,
             ),
-            None => self.certificates_query("ior = ?1 ORDER BY country, number", params![ior_key(ior)], out),
+            None => self.usage_query("c.ior = ?1", "c.country, c.number", &[&ior], out),
         }
     }
 
-    /// A country's certificates in a condition, by number, streamed to `out`.
-    pub fn certificates_of_country(
+    /// A country's certificates in a condition with their usage events, by
+    /// number, events oldest first, streamed to `out`.
+    pub fn usage_of_country(
         &self,
         country: Country,
         condition: UsageCondition,
         issued_from: Option<Date>,
         issued_to: Option<Date>,
-        out: &mut dyn FnMut(Certificate) -> Result<()>,
+        out: &mut dyn FnMut(Certificate, Vec<UsageEvent>) -> Result<()>,
     ) -> Result<()> {
         let cond = match condition {
-            UsageCondition::Matched => "cancelled = 0 AND used > 0",
-            UsageCondition::Unmatched => "cancelled = 0 AND used = 0",
-            UsageCondition::Cancelled => "cancelled = 1",
+            UsageCondition::Matched => "c.cancelled = 0 AND c.used > 0",
+            UsageCondition::Unmatched => "c.cancelled = 0 AND c.used = 0",
+            UsageCondition::Cancelled => "c.cancelled = 1",
         };
         let from = issued_from.map(Date::ccyymmdd).unwrap_or(0);
         let to = issued_to.map(Date::ccyymmdd).unwrap_or(99_999_999);
-        self.certificates_query(
-            &format!("country = ?1 AND {cond} AND issued BETWEEN ?2 AND ?3 ORDER BY number"),
-            params![country.as_str(), from, to],
+        self.usage_query(
+            &format!("c.country = ?1 AND {cond} AND c.issued BETWEEN ?2 AND ?3"),
+            "c.number",
+            &[&country.as_str(), &from, &to],
             out,
         )
     }
@@ -907,37 +1011,20 @@ impl Tx<'_> {
         let mut rows = stmt.query([certificate])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let filer: String = r.get(0)?;
-            let number: String = r.get(1)?;
-            let kind: String = r.get(3)?;
-            let q: i64 = r.get(4)?;
-            let date: u32 = r.get(5)?;
-            let bad = || StoreError::Corrupt(format!("usage event of certificate {certificate}"));
-            let filer = FilerCode::from_stored(&filer).ok_or_else(bad)?;
-            out.push(UsageEvent {
-                certificate,
-                entry: EntryNumber::parse(filer, number.as_bytes()).ok_or_else(bad)?,
-                line: r.get(2)?,
-                kind: if kind == "D" {
-                    UsageKind::Debit
-                } else {
-                    UsageKind::Credit
-                },
-                quantity: Hundredths::new(u64::try_from(q).map_err(|_| bad())?),
-                date: Date::from_ccyymmdd(date).ok_or_else(bad)?,
-                version: r.get(6)?,
-            });
+            out.extend(event_from_row(r, 0, certificate)?);
         }
         Ok(out)
     }
 
     /// The digest and response of an earlier batch with this reference.
     pub fn batch_seen(&self, sender: &str, reference: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        Ok(self
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
             .tx
             .prepare_cached("SELECT digest, response FROM batches WHERE sender = ?1 AND reference = ?2")?
             .query_row(params![sender, reference], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+            .optional()?;
+        row.map(|(digest, packed)| Ok((digest, unpack_response(&packed)?)))
+            .transpose()
     }
 
     pub fn remember_batch(&self, sender: &str, reference: &str, digest: &[u8], response: &[u8]) -> Result<()> {
@@ -945,7 +1032,7 @@ impl Tx<'_> {
             .prepare_cached(
                 "INSERT OR IGNORE INTO batches (sender, reference, digest, response) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![sender, reference, digest, response])?;
+            .execute(params![sender, reference, digest, pack_response(response)])?;
         Ok(())
     }
 
@@ -1005,7 +1092,7 @@ impl Tx<'_> {
                 batch.outcome,
                 batch.accepted,
                 batch.rejected,
-                batch.response
+                pack_response(&batch.response)
             ])?;
         self.tx
             .prepare_cached(
@@ -1069,11 +1156,16 @@ impl Tx<'_> {
                     outcome: r.get(1)?,
                     accepted: r.get(2)?,
                     rejected: r.get(3)?,
-                    response: r.get(4)?,
+                    response: r.get::<_, Vec<u8>>(4)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        rows.into_iter()
+            .map(|mut b| {
+                b.response = unpack_response(&b.response)?;
+                Ok(b)
+            })
+            .collect()
     }
 
     /// The greatest claim name of any input file recorded (claim names
