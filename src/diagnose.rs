@@ -122,6 +122,7 @@ pub fn check<R: BufRead>(input: R, mut out: impl FnMut(&Diagnostic) -> io::Resul
             count += 1;
             out(&Diagnostic { batch, problem })?;
         }
+        reader.recycle(raw);
     }
     Ok(count)
 }

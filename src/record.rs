@@ -187,6 +187,8 @@ pub struct BatchReader<R> {
     seen_any: bool,
     done: bool,
     scratch: Vec<u8>,
+    /// A finished batch handed back, whose buffers the next batch reuses.
+    spare: Option<RawBatch>,
 }
 
 impl<R: BufRead> BatchReader<R> {
@@ -198,6 +200,7 @@ impl<R: BufRead> BatchReader<R> {
             seen_any: false,
             done: false,
             scratch: Vec::with_capacity(KEEP),
+            spare: None,
         }
     }
 
@@ -250,6 +253,12 @@ impl<R: BufRead> BatchReader<R> {
         Ok(Some(len))
     }
 
+    /// Hands a batch back once it is no longer needed: the next batch
+    /// reuses its buffers instead of allocating.
+    pub fn recycle(&mut self, batch: RawBatch) {
+        self.spare = Some(batch);
+    }
+
     /// The next batch, or `None` when the input is exhausted.
     pub fn next_batch(&mut self) -> io::Result<Option<RawBatch>> {
         if self.done {
@@ -281,7 +290,15 @@ impl<R: BufRead> BatchReader<R> {
                     } else {
                         BatchKind::Stray
                     };
-                    let mut b = RawBatch::new(kind);
+                    let mut b = match self.spare.take() {
+                        Some(mut b) => {
+                            b.kind = kind;
+                            b.data.clear();
+                            b.spans.clear();
+                            b
+                        }
+                        None => RawBatch::new(kind),
+                    };
                     b.push(bytes, len, line);
                     batch = Some(b);
                 }
