@@ -117,18 +117,24 @@ fi
 
 log "building (cargo build --release; cargo bench --no-run)"
 (cd "$REPO" && cargo build --release --bins >&2)
-ECERTD=$REPO/target/release/ecertd
-GEN=$REPO/target/release/ecertd-gen
 bench_exe() {
     (cd "$REPO" && cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null) |
         grep -o "\"executable\":\"[^\"]*/$1-[0-9a-f]*\"" | tail -1 | sed 's/.*":"//; s/"$//'
 }
-BASELINE=$(bench_exe claims_baseline)
-DROP=$(bench_exe drop_latency)
-QUERY=$(bench_exe query_latency)
-for b in "$BASELINE" "$DROP" "$QUERY"; do
-    [[ -x $b ]] || { echo "bench/run.sh: could not build the bench programs (cargo bench --no-run)" >&2; exit 1; }
+# Private copies: a `cargo build` in the same tree during the run cannot swap them.
+BIN=$WORK/bin
+rm -rf "$BIN" && mkdir -p "$BIN"
+for b in ecertd ecertd-gen; do cp "$REPO/target/release/$b" "$BIN/$b"; done
+for b in claims_baseline drop_latency query_latency; do
+    exe=$(bench_exe "$b")
+    [[ -x $exe ]] || { echo "bench/run.sh: could not build benches/$b.rs (cargo bench --no-run)" >&2; exit 1; }
+    cp "$exe" "$BIN/$b"
 done
+ECERTD=$BIN/ecertd
+GEN=$BIN/ecertd-gen
+BASELINE=$BIN/claims_baseline
+DROP=$BIN/drop_latency
+QUERY=$BIN/query_latency
 
 # Schema fingerprint: a kept store is rebuilt when the migrations change.
 SCHEMA=$(sed -n '/^const MIGRATIONS/,/^"#\];/p' "$REPO/src/store.rs" | sha256sum | cut -c1-16)

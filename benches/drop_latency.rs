@@ -8,7 +8,9 @@
 //! daemon is doing): written as `.lat-NNNNNN.txt`, then renamed to
 //! `lat-NNNNNN.txt`. Watches `<root>/outbound/` (and `rejected/`) with
 //! inotify (the `notify` crate); the latency of a file is from its rename to
-//! the first event naming a response whose name ends with `lat-NNNNNN.txt.resp`.
+//! the first event naming a response whose name ends with `lat-NNNNNN.txt.resp`
+//! (the final name: the daemon's dot-named temporary files are ignored, so
+//! the clock stops when the response is renamed into place, after its sync).
 //! Responses that the watcher missed are found by a final directory scan and
 //! timed by their modification time. The first `--warmup` files (sender
 //! authentication, daemon start-up) are dropped one at a time, each after
@@ -62,9 +64,14 @@ struct Args {
     samples: Option<PathBuf>,
 }
 
-/// The file index in a response or input name (`…lat-NNNNNN.txt[.resp]`).
+/// The file index in a response name (`…lat-NNNNNN.txt.resp`). Dot-names
+/// are the daemon's files being written (`.ecertd-tmp-…`), not yet responses:
+/// a response counts once it is renamed into place.
 fn index_of(path: &Path) -> Option<usize> {
     let name = path.file_name()?.to_str()?;
+    if name.starts_with('.') {
+        return None;
+    }
     let name = name.strip_suffix(".resp")?;
     let at = name.rfind("lat-")?;
     name[at + 4..].strip_suffix(".txt")?.parse().ok()
