@@ -222,8 +222,15 @@ fn flags(g: &Global, serve: Option<(&Option<String>, &Option<String>)>) -> Flags
 }
 
 fn open_input(path: &Path) -> Result<BufReader<File>> {
-    let f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // A file name may hold control bytes (a hostile drop-folder entry): shown escaped.
+    let f = File::open(path).with_context(|| format!("cannot read {}", shown_path(path)))?;
     Ok(BufReader::with_capacity(1 << 20, f))
+}
+
+/// A path as shown on a terminal: bytes outside printable ASCII escaped.
+fn shown_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    diagnose::escape(path.as_os_str().as_bytes())
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -246,9 +253,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let input = open_input(&file)?;
             let stdout = io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            let name = file.display().to_string();
-            let n = diagnose::check(input, |d| writeln!(out, "{}:{d}", diagnose::escape(name.as_bytes())))
-                .with_context(|| format!("reading {}", file.display()))?;
+            let name = shown_path(&file);
+            let n = diagnose::check(input, |d| writeln!(out, "{name}:{d}"))
+                .with_context(|| format!("reading {}", shown_path(&file)))?;
             out.flush()?;
             Ok(if n == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }

@@ -22,6 +22,7 @@
 //! | `max_batch_bytes` | `ECERTD_MAX_BATCH_BYTES` | | 8388608 | bytes of one TCP batch |
 //! | `idle_timeout_ms` | `ECERTD_IDLE_TIMEOUT_MS` | | 60000 | TCP read/write stall limit |
 //! | `shutdown_timeout_ms` | `ECERTD_SHUTDOWN_TIMEOUT_MS` | | 20000 | drain limit after SIGINT/SIGTERM |
+//! | `store_busy_timeout_ms` | `ECERTD_STORE_BUSY_TIMEOUT_MS` | | 30000 | wait for a store lock held by another process |
 //! | `log_format` | `ECERTD_LOG_FORMAT` | | `text` | `text` or `json` (stderr) |
 //! | `log_level` | `ECERTD_LOG_LEVEL` | | `info` | a tracing filter, e.g. `info,ecertd=debug` |
 //!
@@ -62,6 +63,8 @@ pub struct Settings {
     pub max_batch_bytes: usize,
     pub idle_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// How long a store write waits for a lock held by another process.
+    pub store_busy_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The configuration file that was read, if any.
@@ -85,6 +88,7 @@ impl Default for Settings {
             max_batch_bytes: 8 << 20,
             idle_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(20),
+            store_busy_timeout: Duration::from_secs(30),
             log_format: LogFormat::Text,
             log_level: "info".into(),
             config_file: None,
@@ -146,6 +150,7 @@ pub const KEYS: &[&str] = &[
     "max_batch_bytes",
     "idle_timeout_ms",
     "shutdown_timeout_ms",
+    "store_busy_timeout_ms",
     "log_format",
     "log_level",
 ];
@@ -164,6 +169,7 @@ const ENV_KEYS: &[&str] = &[
     "max_batch_bytes",
     "idle_timeout_ms",
     "shutdown_timeout_ms",
+    "store_busy_timeout_ms",
     "log_format",
     "log_level",
 ];
@@ -254,6 +260,7 @@ impl Settings {
             "max_batch_bytes" => self.max_batch_bytes = raw.integer(1024, 1 << 32)? as usize,
             "idle_timeout_ms" => self.idle_timeout = Duration::from_millis(raw.integer(10, DAY_MS)?),
             "shutdown_timeout_ms" => self.shutdown_timeout = Duration::from_millis(raw.integer(100, DAY_MS)?),
+            "store_busy_timeout_ms" => self.store_busy_timeout = Duration::from_millis(raw.integer(0, DAY_MS)?),
             "log_format" => {
                 self.log_format = match raw.string()? {
                     "text" => LogFormat::Text,

@@ -31,6 +31,7 @@
 //! and it is retried with a growing delay.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::io::{self, BufReader, Read};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +43,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use crate::config::{LogFormat, Settings};
 use crate::engine::{BatchResult, Engine, EngineError, Session};
 use crate::envelope::Channel;
+use crate::fault::Faults;
 use crate::journal::{self, Journal, Line};
 use crate::metrics::Metrics;
 use crate::record::BatchReader;
@@ -51,7 +53,10 @@ use crate::types::Date;
 use crate::worker::{StoreHandle, StoreWorker};
 
 /// Files claimed per scan at most (then processed before the next scan).
-const CLAIM_ROUND: usize = 128;
+/// A scan lists (and `lstat`s) every waiting name, so a flood of N files
+/// costs N²/CLAIM_ROUND `lstat`s in all; a claim waiting costs a few
+/// hundred bytes.
+const CLAIM_ROUND: usize = 1024;
 /// Records per transaction at most, whatever `group_batches` says.
 const GROUP_RECORDS: usize = 100_000;
 
@@ -86,30 +91,41 @@ impl Stop {
 /// Why the processing of a claim did not finish.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
-    #[error("store: {0}")]
-    Store(String),
+    /// `blocking`: a condition of the whole store (locked, full, read-only,
+    /// or a damaged file); later claims wait behind this one meanwhile.
+    #[error("store: {msg}")]
+    Store { msg: String, blocking: bool },
     #[error("{0}")]
     Io(String),
     #[error("stopped at the shutdown deadline; resumes at the next start")]
     Interrupted,
 }
 
+impl Failure {
+    fn store(msg: String) -> Failure {
+        Failure::Store { msg, blocking: false }
+    }
+}
+
 impl From<crate::worker::WorkerGone> for Failure {
     fn from(e: crate::worker::WorkerGone) -> Self {
-        Failure::Store(e.to_string())
+        Failure::store(e.to_string())
     }
 }
 
 impl From<crate::store::StoreError> for Failure {
     fn from(e: crate::store::StoreError) -> Self {
-        Failure::Store(e.to_string())
+        Failure::Store {
+            blocking: e.is_transient() || e.is_corrupt(),
+            msg: e.to_string(),
+        }
     }
 }
 
 impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::Store(s) => Failure::Store(s.to_string()),
+            EngineError::Store(s) => s.into(),
             EngineError::Read(e) => Failure::Io(format!("reading input: {e}")),
         }
     }
@@ -145,6 +161,15 @@ pub struct SpoolLoop {
     /// Entries that could not be moved, not to be tried (and logged) again.
     left_alone: HashSet<(Channel, Vec<u8>, u64)>,
     scan_errors: HashSet<String>,
+    /// The fault-injection seam ([`crate::fault`]; inert unless enabled).
+    faults: Faults,
+    /// After a store failure of the whole store (locked, full, read-only,
+    /// damaged; see [`Failure::Store`]), no claim
+    /// is processed before this instant, when the failed one is retried
+    /// first: claims are applied in claim order, and a later input must not
+    /// overtake one that the store could not take yet (it would see a
+    /// ledger without the earlier input's effects).
+    blocked_until: Option<Instant>,
 }
 
 impl SpoolLoop {
@@ -156,6 +181,7 @@ impl SpoolLoop {
         metrics: Arc<Metrics>,
         stop: Arc<Stop>,
         wake: mpsc::Receiver<()>,
+        faults: Faults,
     ) -> SpoolLoop {
         SpoolLoop {
             layout,
@@ -170,6 +196,8 @@ impl SpoolLoop {
             journaled: HashMap::new(),
             left_alone: HashSet::new(),
             scan_errors: HashSet::new(),
+            faults,
+            blocked_until: None,
         }
     }
 
@@ -244,6 +272,7 @@ impl SpoolLoop {
             }
             let mut wait = self.settings.poll_interval;
             if let Some(p) = self.queue.values().map(|p| p.not_before).min() {
+                let p = self.blocked_until.map_or(p, |b| p.max(b));
                 wait = wait.min(p.saturating_duration_since(Instant::now()));
             }
             match self.wake.recv_timeout(wait) {
@@ -359,6 +388,9 @@ impl SpoolLoop {
             if self.stop.requested() {
                 return;
             }
+            if self.blocked_until.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
             let due = self
                 .queue
                 .get(&id)
@@ -383,6 +415,7 @@ impl SpoolLoop {
             match self.handle(&pending.claim, pending.claimed_at) {
                 Ok(()) => {
                     self.journaled.remove(&id);
+                    self.blocked_until = None;
                 }
                 Err(Failure::Interrupted) => {
                     tracing::warn!(claim = %id, "stopped between transactions at the shutdown deadline; resumes at the next start");
@@ -393,25 +426,37 @@ impl SpoolLoop {
                     let attempts = pending.attempts + 1;
                     let delay = backoff(attempts, self.settings.retry_max);
                     let kind = match f {
-                        Failure::Store(_) => "store",
+                        Failure::Store { .. } => "store",
                         _ => "io",
                     };
+                    let blocking = matches!(f, Failure::Store { blocking: true, .. });
                     self.metrics.failure(kind);
                     tracing::error!(
                         claim = %id,
                         attempt = attempts,
                         retry_in_ms = delay.as_millis() as u64,
+                        held_back = if blocking {
+                            self.queue.range::<String, _>((Excluded(&id), Unbounded)).count()
+                        } else {
+                            0
+                        },
                         error = %f,
                         "processing failed; the file stays in work/ and is retried"
                     );
+                    let not_before = Instant::now() + delay;
                     self.queue.insert(
                         id,
                         Pending {
                             attempts,
-                            not_before: Instant::now() + delay,
+                            not_before,
                             ..pending
                         },
                     );
+                    if blocking {
+                        // The claims after this one wait for its retry.
+                        self.blocked_until = Some(not_before);
+                        return;
+                    }
                 }
             }
         }
@@ -575,6 +620,16 @@ impl SpoolLoop {
             index += results.len() as u64;
             for r in &results {
                 self.count(r);
+                let codes = access_refusals(&r.response);
+                if !codes.is_empty() {
+                    tracing::warn!(
+                        claim = %claim.id,
+                        sender = %crate::diagnose::escape(r.sender.as_bytes()),
+                        app = r.app.map(|a| a.id()).unwrap_or("-"),
+                        codes = %codes.join(","),
+                        "access refused"
+                    );
+                }
             }
             if last {
                 return Ok(());
@@ -597,13 +652,13 @@ impl SpoolLoop {
         let (rec, batches) = self.store.call_blocking(move |s| {
             s.read(|tx| Ok::<_, crate::store::StoreError>((tx.input(&id)?, tx.input_batches(&id)?)))
         })??;
-        let rec = rec.ok_or_else(|| Failure::Store(format!("input {} has no record after processing", claim.id)))?;
+        let rec = rec.ok_or_else(|| Failure::store(format!("input {} has no record after processing", claim.id)))?;
         let outbound_sender = match (rec.destination.as_deref(), rec.sender.as_deref()) {
             (Some("outbound"), Some(s)) if spool::valid_name(s.as_bytes()) && !s.starts_with('.') => {
                 Some(s.to_string())
             }
             (Some("outbound"), s) => {
-                return Err(Failure::Store(format!(
+                return Err(Failure::store(format!(
                     "input {} has an unusable sender {:?}",
                     claim.id,
                     s.map(|s| crate::diagnose::escape(s.as_bytes()))
@@ -633,7 +688,7 @@ impl SpoolLoop {
                     .strip_prefix("rejected/")
                     .and_then(|p| p.strip_suffix(".resp"))
                     .filter(|b| spool::valid_name(b.as_bytes()))
-                    .ok_or_else(|| Failure::Store(format!("input {} has an unusable response path", claim.id)))?;
+                    .ok_or_else(|| Failure::store(format!("input {} has an unusable response path", claim.id)))?;
                 Some(base.to_string())
             }
         };
@@ -646,6 +701,9 @@ impl SpoolLoop {
             None => (self.layout.rejected(), format!("rejected/{response_name}")),
         };
         if !already && !rec.published {
+            if outbound_sender.is_some() && self.faults.active().outbound_unwritable {
+                return Err(Failure::Io(format!("publishing {shown}: {}", Faults::outbound_error())));
+            }
             if outbound_sender.is_some() && !dir.is_dir() {
                 std::fs::create_dir_all(&dir).map_err(io_failure(format!("creating {}", dir.display())))?;
                 spool::sync_dir(&self.layout.outbound()).map_err(io_failure("syncing outbound/"))?;
@@ -727,6 +785,27 @@ impl SpoolLoop {
     }
 }
 
+/// The access refusals a committed response carries: the condition codes
+/// of authentication and authorisation (`X07`, `X08`, `X09` in `X1`;
+/// `R03`, `R05` in `C9`; `G06` in `S1`), each once, for the log.
+pub fn access_refusals(response: &[u8]) -> Vec<&'static str> {
+    const CODES: [&str; 6] = ["X07", "X08", "X09", "R03", "R05", "G06"];
+    let mut out = Vec::new();
+    for rec in response.split(|&b| b == b'\n') {
+        let code = match rec.get(..2) {
+            Some(b"X1") | Some(b"C9") => rec.get(4..7),
+            Some(b"S1") => rec.get(17..20),
+            _ => None,
+        };
+        if let Some(c) = code.and_then(|c| CODES.iter().find(|k| k.as_bytes() == c)) {
+            if !out.contains(c) {
+                out.push(*c);
+            }
+        }
+    }
+    out
+}
+
 fn rec_sum(batches: &[crate::store::InputBatch], f: impl Fn(&crate::store::InputBatch) -> u32) -> u64 {
     batches.iter().map(|b| u64::from(f(b))).sum()
 }
@@ -776,15 +855,36 @@ pub fn serve(settings: Settings) -> Result<ExitCode> {
         .with_context(|| format!("locking {}", layout.root.display()))?
         .ok_or_else(|| anyhow!("another ecertd is already serving {}", layout.root.display()))?;
     // Listeners first: a bad address stops the start before anything is processed.
-    let bind = |a: std::net::SocketAddr, what: &str| -> Result<std::net::TcpListener> {
+    let bind = |a: std::net::SocketAddr, what: &str, backlog: usize| -> Result<std::net::TcpListener> {
+        use std::os::unix::io::AsRawFd;
         let l = std::net::TcpListener::bind(a).with_context(|| format!("{what} on {a}"))?;
+        // std listens with a backlog of 128: a burst of connections beyond it
+        // loses SYNs, and those clients wait 1 s, 3 s... to retry. A second
+        // listen() on the socket only changes the backlog (the kernel caps it
+        // at net.core.somaxconn).
+        // SAFETY: listen on a socket this function owns, already bound.
+        if unsafe { libc::listen(l.as_raw_fd(), backlog.clamp(128, 4096) as libc::c_int) } != 0 {
+            tracing::warn!(addr = %a, error = %io::Error::last_os_error(), "cannot raise the listen backlog");
+        }
         l.set_nonblocking(true)?;
         Ok(l)
     };
-    let tcp = settings.listen.map(|a| bind(a, "listening")).transpose()?;
-    let http = settings.metrics.map(|a| bind(a, "serving metrics")).transpose()?;
+    let tcp = settings
+        .listen
+        .map(|a| bind(a, "listening", settings.max_connections))
+        .transpose()?;
+    let http = settings.metrics.map(|a| bind(a, "serving metrics", 128)).transpose()?;
     let metrics = Arc::new(Metrics::new());
-    let worker = StoreWorker::start(settings.db.clone(), metrics.clone())?;
+    let faults = Faults::from_env();
+    if let Some(f) = faults.file() {
+        tracing::warn!(file = %f.display(), "fault injection enabled ({}); for tests only", crate::fault::ENV);
+    }
+    let worker = StoreWorker::start(
+        settings.db.clone(),
+        metrics.clone(),
+        settings.store_busy_timeout,
+        faults.clone(),
+    )?;
     let journal = Arc::new(Journal::new(layout.journal()));
     let stop = Arc::new(Stop::default());
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
@@ -797,6 +897,7 @@ pub fn serve(settings: Settings) -> Result<ExitCode> {
         metrics.clone(),
         stop.clone(),
         wake_rx,
+        faults,
     );
     spool_loop.recover().context("start-up recovery")?;
     let parts = Parts {

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod diagnose;
 pub mod engine;
 pub mod envelope;
+pub mod fault;
 pub mod gen;
 pub mod journal;
 pub mod layout;

@@ -254,6 +254,17 @@ async fn converse(
             let app = r.app.map(|a| a.id()).unwrap_or("-");
             ctx.metrics
                 .batch("tcp", app, r.outcome.name(), r.accepted, r.rejected, r.claims_applied);
+            let codes = crate::daemon::access_refusals(&r.response);
+            if !codes.is_empty() {
+                tracing::warn!(
+                    peer = %peer,
+                    conn = id,
+                    sender = %crate::diagnose::escape(r.sender.as_bytes()),
+                    app,
+                    codes = %codes.join(","),
+                    "access refused"
+                );
+            }
             lines.push(Line {
                 input: input.clone(),
                 claim: conn.clone(),

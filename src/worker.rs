@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
+use crate::fault::{Active, Faults};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -64,12 +66,21 @@ pub struct StoreWorker {
 
 impl StoreWorker {
     /// Opens the store on a new thread; fails when the store cannot be opened.
-    pub fn start(db: PathBuf, metrics: Arc<Metrics>) -> Result<StoreWorker, anyhow::Error> {
+    /// `busy_timeout` bounds the wait for a lock held by another process;
+    /// `faults` is the fault-injection seam (inert unless enabled), read
+    /// again before every job.
+    pub fn start(
+        db: PathBuf,
+        metrics: Arc<Metrics>,
+        busy_timeout: Duration,
+        faults: Faults,
+    ) -> Result<StoreWorker, anyhow::Error> {
         let shown = db.display().to_string();
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), StoreError>>(1);
         let thread = std::thread::Builder::new().name("ecertd-store".into()).spawn(move || {
-            let mut store = match Store::open(&db) {
+            let opened = Store::open(&db).and_then(|mut s| s.set_busy_timeout(busy_timeout).map(|_| s));
+            let mut store = match opened {
                 Ok(s) => {
                     let _ = ready_tx.send(Ok(()));
                     s
@@ -80,7 +91,11 @@ impl StoreWorker {
                     return;
                 }
             };
+            let mut injected = Active::default();
             while let Ok(job) = rx.recv() {
+                if faults.file().is_some() {
+                    inject(&mut store, &faults, &mut injected);
+                }
                 if catch_unwind(AssertUnwindSafe(|| job(&mut store))).is_err() {
                     tracing::error!("a store job panicked; its transaction was rolled back");
                     metrics.failure("panic");
@@ -106,5 +121,23 @@ impl StoreWorker {
     pub fn join(self) {
         drop(self.handle);
         let _ = self.thread.join();
+    }
+}
+
+/// Applies the store faults of the fault file ([`crate::fault`]) when they changed.
+fn inject(store: &mut Store, faults: &Faults, injected: &mut Active) {
+    let want = faults.active();
+    if (want.store_full, want.store_readonly) == (injected.store_full, injected.store_readonly) {
+        return;
+    }
+    let applied = store
+        .inject_full(want.store_full)
+        .and_then(|_| store.inject_readonly(want.store_readonly));
+    match applied {
+        Ok(()) => {
+            *injected = want;
+            tracing::warn!(faults = ?want.names(), "fault injection: store faults changed");
+        }
+        Err(e) => tracing::error!(error = %e, "fault injection: cannot apply store faults"),
     }
 }
