@@ -31,8 +31,8 @@
 //! and it is retried with a growing delay.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound::{Excluded, Unbounded};
 use std::io::{self, BufReader, Read};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};

@@ -243,13 +243,8 @@ async fn converse(
         for r in &results {
             crlf(&r.response, &mut out);
         }
-        match tokio::time::timeout(ctx.idle_timeout, wr.write_all(&out)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(("write_timeout", batches)),
-        }
-        ctx.metrics.tcp_latency(started.elapsed());
-        let mut lines = Vec::with_capacity(results.len());
+        // Committed: counted, timed (and access refusals logged) before the
+        // client can read the answer, so that /metrics never lags an answer seen.
         for r in &results {
             let app = r.app.map(|a| a.id()).unwrap_or("-");
             ctx.metrics
@@ -265,6 +260,15 @@ async fn converse(
                     "access refused"
                 );
             }
+        }
+        ctx.metrics.tcp_latency(started.elapsed());
+        match tokio::time::timeout(ctx.idle_timeout, wr.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(("write_timeout", batches)),
+        }
+        let mut lines = Vec::with_capacity(results.len());
+        for r in &results {
             lines.push(Line {
                 input: input.clone(),
                 claim: conn.clone(),
@@ -272,7 +276,7 @@ async fn converse(
                 batches: None,
                 channel: ctx.channel.name().into(),
                 sender: sender.clone(),
-                app: app.into(),
+                app: r.app.map(|a| a.id()).unwrap_or("-").into(),
                 outcome: r.outcome.name().into(),
                 accepted: r.accepted,
                 rejected: r.rejected,
