@@ -173,6 +173,7 @@ pub struct SpoolLoop {
 }
 
 impl SpoolLoop {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         layout: Layout,
         settings: Settings,

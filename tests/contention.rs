@@ -37,7 +37,7 @@ fn broker_password(b: usize) -> String {
 
 /// Certificate `i`: (country, number).
 fn cert(i: usize) -> (&'static str, String) {
-    let country = if i % 2 == 0 { "AU" } else { "NZ" };
+    let country = if i.is_multiple_of(2) { "AU" } else { "NZ" };
     (country, format!("9{country}{i:05}C"))
 }
 
@@ -98,7 +98,7 @@ fn workload(total: usize, seed: u64) -> (Vec<Work>, Entries, u64) {
 
 /// The remaining quantities the C00 records report, per certificate, in
 /// hundredths: `(entry key, line) → LEFT`.
-fn lefts(resp: &[u8], entries: &Entries, out: &mut Vec<Vec<u64>>) {
+fn lefts(resp: &[u8], entries: &Entries, out: &mut [Vec<u64>]) {
     let mut at: Option<((String, String), usize)> = None;
     for r in records(resp) {
         if r.starts_with(b"E0LINE  ") {
@@ -245,7 +245,7 @@ fn eight_brokers_claiming_the_same_certificates() {
         lefts(&resp, &entries, &mut left);
     }
     assert_eq!(finals.len(), entries.len(), "entries with a disposition");
-    let mut used_by_responses = vec![0u64; CERTS];
+    let mut used_by_responses = [0u64; CERTS];
     let (mut accepted, mut refused, mut claims_accepted) = (0, 0, 0);
     for (key, v) in &finals {
         assert_eq!(v.len(), 1, "{key:?}: {} final dispositions", v.len());
