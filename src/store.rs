@@ -174,6 +174,9 @@ CREATE TABLE input_batches (
 /// so the cost can be raised later without invalidating passwords.
 pub const PBKDF2_ROUNDS: u32 = 10_000;
 
+/// How long a write waits for another process's lock unless told otherwise.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A connection to the store.
 pub struct Store {
     conn: Connection,
@@ -197,16 +200,23 @@ impl Store {
 
     pub fn open_with(path: &Path, sync: Sync) -> Result<Store> {
         let conn = Connection::open(path)?;
-        Store::setup(conn, sync)
+        Store::setup(conn, sync, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// Opens the store waiting at most `busy_timeout` for another process's
+    /// lock, from the first statement (the migration) on.
+    pub fn open_waiting(path: &Path, busy_timeout: Duration) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        Store::setup(conn, Sync::Full, busy_timeout)
     }
 
     /// A private in-memory store, for tests and `ecertd check`-like tools.
     pub fn open_in_memory() -> Result<Store> {
-        Store::setup(Connection::open_in_memory()?, Sync::Full)
+        Store::setup(Connection::open_in_memory()?, Sync::Full, DEFAULT_BUSY_TIMEOUT)
     }
 
-    fn setup(conn: Connection, sync: Sync) -> Result<Store> {
-        conn.busy_timeout(Duration::from_secs(30))?;
+    fn setup(conn: Connection, sync: Sync, busy_timeout: Duration) -> Result<Store> {
+        conn.busy_timeout(busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(
             None,
@@ -402,13 +412,6 @@ impl Store {
     #[doc(hidden)]
     pub fn execute_raw(&mut self, sql: &str) -> Result<()> {
         self.conn.execute_batch(sql)?;
-        Ok(())
-    }
-
-    /// How long a write waits for a lock held by another connection before
-    /// failing with `SQLITE_BUSY` (30 s from [`Store::open`]).
-    pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<()> {
-        self.conn.busy_timeout(timeout)?;
         Ok(())
     }
 

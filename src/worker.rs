@@ -79,7 +79,7 @@ impl StoreWorker {
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), StoreError>>(1);
         let thread = std::thread::Builder::new().name("ecertd-store".into()).spawn(move || {
-            let opened = Store::open(&db).and_then(|mut s| s.set_busy_timeout(busy_timeout).map(|_| s));
+            let opened = Store::open_waiting(&db, busy_timeout);
             let mut store = match opened {
                 Ok(s) => {
                     let _ = ready_tx.send(Ok(()));

@@ -380,6 +380,29 @@ fn corrupt_database_header_stops_the_start() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("file is not a database"));
 }
 
+/// A daemon started while another process holds the store waits
+/// `store_busy_timeout_ms` for it (not a fixed time), then stops with a
+/// clear error and claims nothing.
+#[test]
+fn store_locked_at_start_waits_the_configured_time() {
+    let s = spool_with_waiting_input();
+    let mut holder = s.store();
+    holder.execute_raw("BEGIN EXCLUSIVE").unwrap();
+    let started = Instant::now();
+    let mut d = s.start(&[], &[("ECERTD_STORE_BUSY_TIMEOUT_MS", "300")]);
+    let st = d.wait_exit(Duration::from_secs(20));
+    let waited = started.elapsed();
+    assert!(!st.success(), "serve on a locked store exited {st}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "waited {waited:?}, not the configured 300 ms"
+    );
+    let log = d.log_text();
+    assert!(log.contains("database is locked"), "{log}");
+    untouched(&s);
+    holder.execute_raw("ROLLBACK").unwrap();
+}
+
 /// A database whose pages (past the header) are garbage: the start-up
 /// check finds it; `serve` exits non-zero naming the corruption, and
 /// claims nothing.
