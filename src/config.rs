@@ -155,24 +155,10 @@ pub const KEYS: &[&str] = &[
     "log_level",
 ];
 
-/// Keys read from the environment by this module; `root`, `db` and
-/// `business_date` come through clap (`Flags`), which gives them flag rank.
-const ENV_KEYS: &[&str] = &[
-    "listen",
-    "listen_channel",
-    "metrics",
-    "max_file_bytes",
-    "poll_interval_ms",
-    "group_batches",
-    "retry_max_ms",
-    "max_connections",
-    "max_batch_bytes",
-    "idle_timeout_ms",
-    "shutdown_timeout_ms",
-    "store_busy_timeout_ms",
-    "log_format",
-    "log_level",
-];
+/// Keys that come through clap (`Flags`) rather than this module's
+/// environment layer, which gives them flag rank; every other key of
+/// [`KEYS`] is read from `ECERTD_<KEY>` here.
+const CLAP_KEYS: &[&str] = &["root", "db", "business_date"];
 
 /// The environment variable of a key.
 pub fn env_name(key: &str) -> String {
@@ -341,7 +327,7 @@ impl Settings {
             s.config_file = Some(path.clone());
         }
         // 2. The environment.
-        for key in ENV_KEYS {
+        for key in KEYS.iter().filter(|k| !CLAP_KEYS.contains(k)) {
             let var = env_name(key);
             if let Some(v) = env(&var) {
                 let err = |message: String| ConfigError {

@@ -34,22 +34,6 @@ fn connect(addr: SocketAddr) -> TcpStream {
     c
 }
 
-/// Whether the daemon closes the connection within `limit` (reads EOF or a reset).
-fn closed_within(c: &mut TcpStream, limit: Duration) -> bool {
-    c.set_read_timeout(Some(limit)).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match c.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
 /// Several clients at once, LF and CRLF, a slow one among them: each gets
 /// exactly its answer; the slow one holds nobody up; a second sender on a
 /// connection is refused (X08); the journal has a line per TCP batch.

@@ -45,22 +45,6 @@ fn probe(addr: SocketAddr, want: &[u8]) -> Duration {
     start.elapsed()
 }
 
-/// Whether the daemon closes the connection within `limit`.
-fn closed_within(c: &mut TcpStream, limit: Duration) -> bool {
-    c.set_read_timeout(Some(limit)).unwrap();
-    let mut buf = [0u8; 512];
-    loop {
-        match c.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
 /// Samples the daemon's resident set every 50 ms until stopped; the highest seen.
 struct Sampler {
     stop: Arc<AtomicBool>,

@@ -628,3 +628,19 @@ pub fn drop_workload(spool: &Spool, files: &[(&'static str, String, Vec<u8>)]) {
         spool.drop_file(ch, name, bytes);
     }
 }
+
+/// Whether the daemon closes the connection within `limit` (reads EOF or a reset).
+pub fn closed_within(c: &mut std::net::TcpStream, limit: Duration) -> bool {
+    c.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
