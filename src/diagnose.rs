@@ -1,7 +1,8 @@
 //! `ecertd check` and `ecertd explain`: syntax and envelope diagnostics
 //! without the store, driven by the record layouts.
 
-use std::io::{self, BufRead, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
 
 use crate::apps;
 use crate::envelope::{self, App, Problem};
@@ -91,18 +92,50 @@ fn unchecked(layout: &Layout, rec: &[u8]) -> &'static [&'static str] {
     }
 }
 
+/// The detail layouts of one application, looked up by identifier as
+/// [`layout_for`] does, without searching every layout for each record.
+struct DetailLayouts {
+    app: App,
+    ids: Vec<([u8; 2], &'static Layout)>,
+}
+
+impl DetailLayouts {
+    fn new(app: App) -> DetailLayouts {
+        let ids = layout::all()
+            .iter()
+            .filter_map(|l| {
+                let id: [u8; 2] = l.id.as_bytes().try_into().ok()?;
+                (layout_for(&id, Some(app)).map(|f| f.id) == Some(l.id)).then_some((id, l))
+            })
+            .collect();
+        DetailLayouts { app, ids }
+    }
+
+    #[inline]
+    fn get(&self, rec: &[u8; 80]) -> Option<&'static Layout> {
+        if matches!(rec[0], b'A' | b'B' | b'Y' | b'Z') {
+            return layout_for(rec, Some(self.app));
+        }
+        let id = [rec[0], rec[1]];
+        self.ids.iter().find(|(k, _)| *k == id).map(|&(_, l)| l)
+    }
+}
+
 /// Every syntax and envelope problem of one batch, in report order.
 pub fn batch_problems(raw: &RawBatch) -> Vec<Problem> {
     let env = envelope::frame(raw, None);
     let mut problems = env.problems;
     if let Some(app) = env.header.app {
+        let layouts = DetailLayouts::new(app);
         for blk in &env.blocks {
-            apps::split(app, raw, blk, &mut problems);
+            apps::split_problems(app, raw, blk, &mut problems);
             for i in blk.details() {
                 let rec = raw.record(i);
                 let Some(bytes) = rec.fixed() else { continue };
-                if let Some(l) = layout_for(bytes, Some(app)) {
-                    envelope::field_problems(l, i, &rec, unchecked(l, bytes), &mut problems);
+                if let Some(l) = layouts.get(bytes) {
+                    if !l.syntax_clean(bytes) {
+                        envelope::field_problems(l, i, &rec, unchecked(l, bytes), &mut problems);
+                    }
                 }
             }
         }
@@ -111,8 +144,42 @@ pub fn batch_problems(raw: &RawBatch) -> Vec<Problem> {
     problems
 }
 
+/// Bytes asked of a file per read. Measured on Linux 6.x with the file in the
+/// page cache: reads of up to 128 KiB cost the kernel about a fifth of what
+/// larger ones do per byte (0.08 s against 0.45 s of system time for 1.1 GB).
+pub const FILE_READ: usize = 128 * 1024;
+
+/// An input [`check`] can read: any buffered reader, and a buffered file,
+/// which `check` reads on its own in chunks of [`FILE_READ`] bytes.
+pub trait Input: BufRead + Sized {
+    /// The file behind the buffer, when nothing has been buffered yet.
+    fn into_file(self) -> Result<File, Self> {
+        Err(self)
+    }
+}
+
+impl Input for BufReader<File> {
+    fn into_file(self) -> Result<File, Self> {
+        if self.buffer().is_empty() {
+            Ok(self.into_inner())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl Input for &[u8] {}
+
 /// Streams an input, calling `out` for each problem. Returns the count.
-pub fn check<R: BufRead>(input: R, mut out: impl FnMut(&Diagnostic) -> io::Result<()>) -> io::Result<u64> {
+pub fn check<R: Input>(input: R, out: impl FnMut(&Diagnostic) -> io::Result<()>) -> io::Result<u64> {
+    match input.into_file() {
+        Ok(file) => check_stream(BufReader::with_capacity(FILE_READ, file), out),
+        Err(input) => check_stream(input, out),
+    }
+}
+
+/// [`check`] on any buffered reader, read as it buffers.
+pub fn check_stream<R: BufRead>(input: R, mut out: impl FnMut(&Diagnostic) -> io::Result<()>) -> io::Result<u64> {
     let mut reader = BatchReader::new(input);
     let mut batch = 0;
     let mut count = 0;

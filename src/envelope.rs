@@ -222,6 +222,10 @@ fn read_or_blank<const N: usize>(rec: &Record<'_>, field: &Field) -> [u8; N] {
 /// The syntax problems of a well-formed record against its layout: class,
 /// mandatory fields and filler. `skip` leaves fields to the caller.
 pub fn field_problems(layout: &Layout, index: usize, rec: &Record<'_>, skip: &[&str], out: &mut Vec<Problem>) {
+    // Leaving fields out only removes problems: a record clean in every field has none.
+    if rec.fixed().is_some_and(|r| layout.syntax_clean(r)) {
+        return;
+    }
     for f in &layout.fields {
         // The identifier (always first) decided the layout; `skip` is short.
         if f.start == 0 || (!skip.is_empty() && skip.contains(&f.key)) {

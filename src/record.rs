@@ -73,7 +73,7 @@ struct Span {
 }
 
 fn well_formed(kept: &[u8], len: u64) -> bool {
-    len == RECORD_LEN as u64 && kept.len() == RECORD_LEN && kept.iter().all(|&b| (0x20..=0x7e).contains(&b))
+    len == RECORD_LEN as u64 && kept.len() == RECORD_LEN && printable(kept)
 }
 
 /// What opened a batch.
@@ -125,14 +125,22 @@ impl RawBatch {
     }
 
     fn push(&mut self, kept: &[u8], len: u64, line: u64) {
+        self.push_line(kept, len, line, well_formed(kept, len));
+    }
+
+    #[inline]
+    fn push_line(&mut self, kept: &[u8], len: u64, line: u64, well_formed: bool) {
         self.spans.push(Span {
             start: self.data.len(),
             kept: kept.len(),
             len,
             line,
-            well_formed: well_formed(kept, len),
+            well_formed,
         });
-        self.data.extend_from_slice(kept);
+        match <&[u8; RECORD_LEN]>::try_from(kept) {
+            Ok(fixed) => self.data.extend_from_slice(fixed),
+            Err(_) => self.data.extend_from_slice(kept),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -259,62 +267,166 @@ impl<R: BufRead> BatchReader<R> {
         self.spare = Some(batch);
     }
 
+    /// Takes a recycled batch's buffers, or new ones, for a batch of `kind`.
+    fn open_batch(spare: &mut Option<RawBatch>, kind: BatchKind) -> RawBatch {
+        match spare.take() {
+            Some(mut b) => {
+                b.kind = kind;
+                b.data.clear();
+                b.spans.clear();
+                b
+            }
+            None => RawBatch::new(kind),
+        }
+    }
+
+    /// Adds one line to the batch being read. Returns `true` when the line
+    /// belongs to the next batch (an A after the first record; nothing is
+    /// added) or ends this one (a Z of an enveloped batch; added).
+    #[inline]
+    fn take_line(
+        spare: &mut Option<RawBatch>,
+        batch: &mut Option<RawBatch>,
+        kept: &[u8],
+        len: u64,
+        line: u64,
+        well_formed: bool,
+    ) -> Step {
+        let first = kept.first().copied();
+        match batch.as_mut() {
+            None => {
+                let kind = if first == Some(b'A') {
+                    BatchKind::Enveloped
+                } else {
+                    BatchKind::Stray
+                };
+                let mut b = Self::open_batch(spare, kind);
+                b.push_line(kept, len, line, well_formed);
+                *batch = Some(b);
+                Step::More
+            }
+            Some(b) => {
+                if first == Some(b'A') {
+                    return Step::Before;
+                }
+                b.push_line(kept, len, line, well_formed);
+                if b.kind == BatchKind::Enveloped && first == Some(b'Z') {
+                    Step::After
+                } else {
+                    Step::More
+                }
+            }
+        }
+    }
+
     /// The next batch, or `None` when the input is exhausted.
     pub fn next_batch(&mut self) -> io::Result<Option<RawBatch>> {
         if self.done {
             return Ok(None);
         }
         let mut batch: Option<RawBatch> = None;
+        if let Some((len, line)) = self.pending.take() {
+            // `scratch` still holds the pending line's bytes (an A: it opens a batch).
+            let wf = well_formed(&self.scratch, len);
+            Self::take_line(&mut self.spare, &mut batch, &self.scratch, len, line, wf);
+        }
         loop {
-            // `scratch` still holds a pending line's bytes: nothing reads past it.
-            let (len, line) = match self.pending.take() {
-                Some(p) => p,
-                None => match self.read_line()? {
-                    Some(len) => (len, self.line),
-                    None => {
-                        self.done = true;
-                        if batch.is_none() && !self.seen_any {
-                            return Ok(Some(RawBatch::new(BatchKind::Empty)));
-                        }
-                        return Ok(batch);
-                    }
-                },
+            // Whole lines straight from the read buffer, without copying them first.
+            let buf = match self.input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             };
-            self.seen_any = true;
-            let bytes = &self.scratch;
-            let first = bytes.first().copied();
-            match batch.as_mut() {
-                None => {
-                    let kind = if first == Some(b'A') {
-                        BatchKind::Enveloped
-                    } else {
-                        BatchKind::Stray
-                    };
-                    let mut b = match self.spare.take() {
-                        Some(mut b) => {
-                            b.kind = kind;
-                            b.data.clear();
-                            b.spans.clear();
-                            b
-                        }
-                        None => RawBatch::new(kind),
-                    };
-                    b.push(bytes, len, line);
-                    batch = Some(b);
+            if buf.is_empty() {
+                self.done = true;
+                if batch.is_none() && !self.seen_any {
+                    return Ok(Some(RawBatch::new(BatchKind::Empty)));
                 }
-                Some(b) => {
-                    if first == Some(b'A') {
-                        self.pending = Some((len, line));
+                return Ok(batch);
+            }
+            let mut pos = 0;
+            let mut step = Step::More;
+            while pos < buf.len() {
+                let rest = &buf[pos..];
+                // The common case: 80 printable bytes (so no line end among them) and an LF.
+                let (end, wf) = match rest.get(..=RECORD_LEN) {
+                    Some(r) if r[RECORD_LEN] == b'\n' && printable(&r[..RECORD_LEN]) => (RECORD_LEN, true),
+                    _ => match memchr_lf(rest) {
+                        Some(p) => (p, false),
+                        None => break,
+                    },
+                };
+                let raw = &rest[..end];
+                let (kept, len) = if wf {
+                    (raw, RECORD_LEN as u64)
+                } else {
+                    let len = strip_cr(raw);
+                    let kept = &raw[..len.min(KEEP)];
+                    (kept, len as u64)
+                };
+                let wf = wf || well_formed(kept, len);
+                self.seen_any = true;
+                step = Self::take_line(&mut self.spare, &mut batch, kept, len, self.line + 1, wf);
+                if step == Step::Before {
+                    break;
+                }
+                self.line += 1;
+                pos += end + 1;
+                if step == Step::After {
+                    break;
+                }
+            }
+            let partial = pos < buf.len() && step == Step::More;
+            self.input.consume(pos);
+            if step != Step::More {
+                return Ok(batch);
+            }
+            if partial {
+                // A line without its end in the buffer: read it across refills.
+                let Some(len) = self.read_line()? else { continue };
+                self.seen_any = true;
+                let wf = well_formed(&self.scratch, len);
+                match Self::take_line(&mut self.spare, &mut batch, &self.scratch, len, self.line, wf) {
+                    Step::More => {}
+                    Step::Before => {
+                        self.pending = Some((len, self.line));
                         return Ok(batch);
                     }
-                    b.push(bytes, len, line);
-                    if b.kind == BatchKind::Enveloped && first == Some(b'Z') {
-                        return Ok(batch);
-                    }
+                    Step::After => return Ok(batch),
                 }
             }
         }
     }
+}
+
+/// What a line did to the batch being read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Added; the batch goes on.
+    More,
+    /// Belongs to the next batch; not added.
+    Before,
+    /// Added; it ends the batch.
+    After,
+}
+
+/// The length of a line's content: a CR right before the LF (or at the very
+/// end of the input) is part of the line end, unless the line is over-long.
+#[inline]
+fn strip_cr(raw: &[u8]) -> usize {
+    match raw.last() {
+        Some(b'\r') if raw.len() <= KEEP + 1 => raw.len() - 1,
+        _ => raw.len(),
+    }
+}
+
+/// Every byte printable ASCII (written to be vectorised: no early exit).
+#[inline]
+fn printable(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .fold(0u8, |bad, &b| bad | u8::from(b.wrapping_sub(0x20) > 0x7e - 0x20))
+        == 0
 }
 
 fn memchr_lf(buf: &[u8]) -> Option<usize> {
@@ -374,6 +486,110 @@ mod tests {
         assert_eq!(v[0].record(0).len, 10_000);
         assert_eq!(v[0].record(0).bytes.len(), KEEP);
         assert!(!v[0].record(0).is_well_formed());
+    }
+
+    /// A batch as read: its kind and, per record, bytes, length, line, well-formed.
+    type Read = (BatchKind, Vec<(Vec<u8>, u64, u64, bool)>);
+
+    /// The framing rules written out plainly: split on LF, strip a CR before
+    /// it unless the line is over-long, keep 81 bytes, group into batches.
+    fn reference(input: &[u8]) -> Vec<Read> {
+        let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        if lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        let mut out: Vec<Read> = Vec::new();
+        let mut open = false;
+        for (n, raw) in lines.iter().enumerate() {
+            let mut len = raw.len();
+            if len <= KEEP + 1 && raw.last() == Some(&b'\r') {
+                len -= 1;
+            }
+            let kept = raw[..len.min(KEEP)].to_vec();
+            let wf = len == 80 && kept.iter().all(|b| (0x20..=0x7e).contains(b));
+            let first = kept.first().copied();
+            if !open || first == Some(b'A') {
+                let kind = if first == Some(b'A') {
+                    BatchKind::Enveloped
+                } else {
+                    BatchKind::Stray
+                };
+                out.push((kind, Vec::new()));
+                open = true;
+            }
+            let batch = out.last_mut().unwrap();
+            batch.1.push((kept, len as u64, n as u64 + 1, wf));
+            if batch.0 == BatchKind::Enveloped && first == Some(b'Z') {
+                open = false;
+            }
+        }
+        if out.is_empty() {
+            out.push((BatchKind::Empty, Vec::new()));
+        }
+        out
+    }
+
+    fn read_all(input: impl BufRead) -> Vec<Read> {
+        let mut r = BatchReader::new(input);
+        let mut v = Vec::new();
+        while let Some(b) = r.next_batch().unwrap() {
+            let recs = b
+                .records()
+                .map(|x| (x.bytes.to_vec(), x.len, x.line, x.is_well_formed()))
+                .collect();
+            v.push((b.kind, recs));
+            r.recycle(b);
+        }
+        v
+    }
+
+    #[test]
+    fn lines_across_buffer_refills_read_as_whole() {
+        let rec = |c: u8| {
+            let mut l = vec![b' '; 80];
+            l[0] = c;
+            l
+        };
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let mut input = Vec::new();
+            for _ in 0..next() % 40 {
+                let mut line = match next() % 12 {
+                    0 => rec(b'A'),
+                    1 => rec(b'Z'),
+                    2 => rec(b'B'),
+                    3 => vec![b'x'; (next() % 300) as usize],
+                    4 => {
+                        let mut l = rec(b'1');
+                        l[(next() % 80) as usize] = [0u8, b'\r', 0x7f, 0xff][(next() % 4) as usize];
+                        l
+                    }
+                    5 => vec![b'A'; 81],
+                    _ => rec(b'5'),
+                };
+                match next() % 6 {
+                    0 => line.extend_from_slice(b"\r\n"),
+                    1 => line.push(b'\r'),
+                    _ => line.push(b'\n'),
+                }
+                input.extend_from_slice(&line);
+            }
+            if round % 3 == 0 {
+                input.pop();
+            }
+            let want = reference(&input);
+            assert_eq!(read_all(&input[..]), want, "round {round}");
+            for cap in [1, 2, 79, 80, 81, 82, 83, 160, 163, 1000] {
+                let got = read_all(std::io::BufReader::with_capacity(cap, &input[..]));
+                assert_eq!(got, want, "round {round} capacity {cap}");
+            }
+        }
     }
 
     #[test]

@@ -38,59 +38,117 @@ pub struct Transaction {
 /// two-character records are passed over.
 pub fn split(raw: &RawBatch, block: &Block, problems: &mut Vec<Problem>) -> Vec<Transaction> {
     let mut txns: Vec<Transaction> = Vec::new();
-    for i in block.details() {
-        let rec = raw.record(i);
-        let Some(bytes) = rec.fixed() else { continue };
-        let id = &bytes[..2];
-        if !id.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
-            problems.push(Problem::at(i, &rec, 1, Code::X10, "record identifier"));
-            continue;
-        }
-        if id == b"10" {
+    scan(raw, block, problems, |placed| {
+        if let Placed::Entry(i) = placed {
             txns.push(Transaction {
                 rec10: i,
                 rec11: None,
                 lines: Vec::new(),
             });
-            continue;
+            return;
         }
-        let Some(t) = txns.last_mut() else {
-            problems.push(Problem::at(i, &rec, 0, Code::X11, "record before the first 10"));
-            continue;
-        };
-        match id {
-            b"11" => {
-                if t.rec11.is_none() && i == t.rec10 + 1 {
-                    t.rec11 = Some(i);
-                } else {
-                    problems.push(Problem::at(i, &rec, 0, Code::X11, "11 not right after its 10"));
-                }
-            }
-            b"40" => t.lines.push(Line {
+        // `scan` places nothing else before a `10`.
+        let Some(t) = txns.last_mut() else { return };
+        match placed {
+            Placed::Entry(_) => {}
+            Placed::Ior(i) => t.rec11 = Some(i),
+            Placed::Line(i) => t.lines.push(Line {
                 rec40: i,
                 rec50: Vec::new(),
                 rec52: Vec::new(),
                 last: i,
             }),
-            b"50" | b"52" => match t.lines.last_mut() {
-                Some(line) => {
-                    if id == b"50" {
-                        line.rec50.push(i);
-                    } else {
-                        line.rec52.push(i);
-                    }
-                    line.last = i;
+            Placed::Tariff(i) | Placed::License(i) | Placed::Other(i) => {
+                // `scan` places these only after a `40`.
+                let Some(line) = t.lines.last_mut() else { return };
+                match placed {
+                    Placed::Tariff(_) => line.rec50.push(i),
+                    Placed::License(_) => line.rec52.push(i),
+                    _ => {}
                 }
-                None => problems.push(Problem::at(i, &rec, 0, Code::X11, "50 or 52 before any 40")),
-            },
+                line.last = i;
+            }
+        }
+    });
+    txns
+}
+
+/// The problems [`split`] reports, without building the transactions.
+pub fn split_problems(raw: &RawBatch, block: &Block, problems: &mut Vec<Problem>) {
+    scan(raw, block, problems, |_| {});
+}
+
+/// Where [`scan`] places a record of a block.
+#[derive(Clone, Copy, Debug)]
+enum Placed {
+    /// A `10`: a new entry summary.
+    Entry(usize),
+    /// The `11` right after its `10`.
+    Ior(usize),
+    /// A `40`: a new line of the current entry summary.
+    Line(usize),
+    /// A `50` of the current line.
+    Tariff(usize),
+    /// A `52` of the current line.
+    License(usize),
+    /// Another record passed over within the current line.
+    Other(usize),
+}
+
+/// The grouping rules of [`split`]: reports X10 and X11 and tells `place`
+/// where every other record goes.
+#[inline]
+fn scan(raw: &RawBatch, block: &Block, problems: &mut Vec<Problem>, mut place: impl FnMut(Placed)) {
+    // The current entry summary: its `10`, whether it has its `11`, whether it has a line.
+    let mut current: Option<(usize, bool, bool)> = None;
+    for i in block.details() {
+        let rec = raw.record(i);
+        let Some(bytes) = rec.fixed() else { continue };
+        let id = [bytes[0], bytes[1]];
+        if !id.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+            problems.push(Problem::at(i, &rec, 1, Code::X10, "record identifier"));
+            continue;
+        }
+        if &id == b"10" {
+            current = Some((i, false, false));
+            place(Placed::Entry(i));
+            continue;
+        }
+        let Some((rec10, with11, with_line)) = current.as_mut() else {
+            problems.push(Problem::at(i, &rec, 0, Code::X11, "record before the first 10"));
+            continue;
+        };
+        match &id {
+            b"11" => {
+                if !*with11 && i == *rec10 + 1 {
+                    *with11 = true;
+                    place(Placed::Ior(i));
+                } else {
+                    problems.push(Problem::at(i, &rec, 0, Code::X11, "11 not right after its 10"));
+                }
+            }
+            b"40" => {
+                *with_line = true;
+                place(Placed::Line(i));
+            }
+            b"50" | b"52" => {
+                if *with_line {
+                    place(if &id == b"50" {
+                        Placed::Tariff(i)
+                    } else {
+                        Placed::License(i)
+                    });
+                } else {
+                    problems.push(Problem::at(i, &rec, 0, Code::X11, "50 or 52 before any 40"));
+                }
+            }
             _ => {
-                if let Some(line) = t.lines.last_mut() {
-                    line.last = i;
+                if *with_line {
+                    place(Placed::Other(i));
                 }
             }
         }
     }
-    txns
 }
 
 /// The action of a `10` record.

@@ -86,3 +86,14 @@ pub fn split(app: App, raw: &RawBatch, block: &Block, problems: &mut Vec<Problem
         App::Gq => Transactions::CountryQueries(queries::split(raw, block, b"Q1", problems)),
     }
 }
+
+/// The batch-level record problems [`split`] reports, for diagnostics that
+/// do not need the transactions.
+pub fn split_problems(app: App, raw: &RawBatch, block: &Block, problems: &mut Vec<Problem>) {
+    match app {
+        App::Ae => entries::split_problems(raw, block, problems),
+        _ => {
+            split(app, raw, block, problems);
+        }
+    }
+}
