@@ -88,7 +88,10 @@ fn apply(conn: &Connection, e: &Entry, args: &Args, c: &mut Counts) -> rusqlite:
     let mut ok = true;
     for (_, country, number, q) in &e.claims {
         let row: Option<(i64, i64, i64, String)> = conn
-            .prepare_cached("SELECT id, certified, used, ior FROM certificates WHERE country = ?1 AND number = ?2")?
+            .prepare_cached(
+                "SELECT c.id, b.certified, b.used, c.ior FROM certificates c JOIN balances b ON b.certificate = c.id
+                 WHERE c.country = ?1 AND c.number = ?2",
+            )?
             .query_row(params![country, number], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
@@ -111,7 +114,7 @@ fn apply(conn: &Connection, e: &Entry, args: &Args, c: &mut Counts) -> rusqlite:
     }
     // Per claim: UPDATE the certificate, INSERT a usage row.
     for ((line, _, _, q), id) in e.claims.iter().zip(found) {
-        conn.prepare_cached("UPDATE certificates SET used = used + ?2 WHERE id = ?1")?
+        conn.prepare_cached("UPDATE balances SET used = used + ?2 WHERE certificate = ?1")?
             .execute(params![id, q])?;
         conn.prepare_cached(
             "INSERT INTO bench_usage (certificate, filer, number, line, kind, quantity, date, version)

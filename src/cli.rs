@@ -275,7 +275,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let mut session = Session::new(channel.into());
             let stdout = io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            engine.process_stream(&mut session, input, 64, |r| out.write_all(&r.response))?;
+            engine.process_stream(&mut session, input, 256, |r| out.write_all(&r.response))?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }

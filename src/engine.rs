@@ -15,6 +15,13 @@ use crate::record::{BatchReader, RawBatch};
 use crate::store::{InputBatch, Store, StoreError, Tx};
 use crate::types::{Country, Date, FilerCode};
 
+/// At most this many records go into one group commit of [`Engine::process_stream`]:
+/// a larger group syncs each touched balance page once for more claims and
+/// walks the certificate index once for more look-ups, but holds its batches,
+/// their claims' certificates and their responses in memory until the commit
+/// (about 0.8 KiB per record; 200,000 records stay near 190 MiB of peak RSS).
+pub const GROUP_RECORDS: usize = 200_000;
+
 /// Operational errors of the pipeline (rejections are data, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -115,6 +122,9 @@ struct Prepared<'a> {
     raw: &'a RawBatch,
     header: Header,
     blocks: Vec<(envelope::Block, Transactions)>,
+    /// The entry summaries of each block, read (for the look-ahead of
+    /// [`Engine::commit`]) before the transaction evaluates them.
+    entries: Vec<Vec<entries::Parsed>>,
     problems: Vec<Problem>,
     sender: Option<Sender>,
 }
@@ -185,10 +195,20 @@ impl<'s> Engine<'s> {
                 }
             }
         }
+        let entries = blocks
+            .iter()
+            .map(|(blk, txns)| match txns {
+                Transactions::Entries(v) if problems.is_empty() && sender.is_some() => {
+                    v.iter().map(|t| entries::parse(raw, t, &blk.filer)).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
         Ok(Prepared {
             raw,
             header,
             blocks,
+            entries,
             problems,
             sender,
         })
@@ -270,7 +290,15 @@ impl<'s> Engine<'s> {
         let date = self.business_date;
         let destination = session.destination.clone();
         let channel = session.channel;
+        // The certificates the group's claims name, read in key order first:
+        // one forward walk of the index instead of a random probe per claim.
+        let mut keys: Vec<_> = prepared
+            .iter()
+            .flat_map(|p| p.entries.iter().flatten())
+            .flat_map(|parsed| parsed.certificates())
+            .collect();
         self.store.write(|tx| {
+            tx.prefetch_certificates(&mut keys)?;
             let mut out = Vec::with_capacity(prepared.len());
             for (i, p) in prepared.into_iter().enumerate() {
                 let result = run(tx, p, date)?;
@@ -310,7 +338,7 @@ impl<'s> Engine<'s> {
                 records += b.len();
                 pending.push(b);
             }
-            if !pending.is_empty() && (done || pending.len() >= group.max(1) || records >= 100_000) {
+            if !pending.is_empty() && (done || pending.len() >= group.max(1) || records >= GROUP_RECORDS) {
                 for r in self.process_group(session, &pending, None)? {
                     out(&r)?;
                     count += 1;
@@ -365,6 +393,7 @@ fn run(tx: &Tx<'_>, p: Prepared<'_>, date: Date) -> Result<BatchResult, EngineEr
         raw,
         header,
         blocks,
+        entries: mut parsed_entries,
         mut problems,
         sender,
     } = p;
@@ -418,7 +447,7 @@ fn run(tx: &Tx<'_>, p: Prepared<'_>, date: Date) -> Result<BatchResult, EngineEr
     let mut w = ResponseWriter::new();
     w.header(&header, Some(app), date);
     let mut tally = Tally::default();
-    for (blk, txns) in &blocks {
+    for (b, (blk, txns)) in blocks.iter().enumerate() {
         w.block_header(blk, app);
         match txns {
             Transactions::Certificates(v) => {
@@ -430,8 +459,12 @@ fn run(tx: &Tx<'_>, p: Prepared<'_>, date: Date) -> Result<BatchResult, EngineEr
                 }
             }
             Transactions::Entries(v) => {
-                for t in v {
-                    ae(tx, raw, t, &blk.filer, date, &mut w, &mut tally)?;
+                let parsed = std::mem::take(&mut parsed_entries[b]);
+                if parsed.len() != v.len() {
+                    return Err(StoreError::Corrupt("entry summaries not read before their transaction".into()).into());
+                }
+                for (t, parsed) in v.iter().zip(parsed) {
+                    ae(tx, raw, t, parsed, date, &mut w, &mut tally)?;
                 }
             }
             Transactions::ImporterQueries(v) => {
@@ -516,12 +549,11 @@ fn ae(
     tx: &Tx<'_>,
     raw: &RawBatch,
     t: &entries::Transaction,
-    block_filer: &[u8; 3],
+    parsed: entries::Parsed,
     date: Date,
     w: &mut ResponseWriter,
     tally: &mut Tally,
 ) -> Result<(), EngineError> {
-    let parsed = entries::parse(raw, t, block_filer);
     let (state, old) = match &parsed.entry {
         Some(e) => {
             let state = tx.entry(e)?;

@@ -6,6 +6,7 @@
 //! transaction; the `CHECK (used BETWEEN 0 AND certified)` constraint backs
 //! the rules, and usage events are append-only (triggers refuse change).
 
+use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -65,7 +66,8 @@ impl StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts them.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE senders (
     id       TEXT PRIMARY KEY,
     kind     TEXT NOT NULL CHECK (kind IN ('broker', 'country')),
@@ -168,7 +170,49 @@ CREATE TABLE input_batches (
     response   BLOB NOT NULL,
     PRIMARY KEY (claim, idx)
 ) WITHOUT ROWID;
-"#];
+"#,
+    // 2: certificates are clustered by their key, so that a claim's look-up
+    // is one b-tree descent; balances move to a narrow table of their own, so
+    // that a group of claims dirties (and syncs) few pages. Rebuilt by the
+    // steps of SQLite's "making other kinds of table schema changes", with
+    // foreign keys off (see `Store::migrate`).
+    r#"
+CREATE TABLE certificates_v2 (
+    country     TEXT NOT NULL,
+    number      TEXT NOT NULL,
+    id          INTEGER NOT NULL UNIQUE,
+    program     TEXT NOT NULL,
+    hts         TEXT NOT NULL,
+    unit        TEXT NOT NULL,
+    certified   INTEGER NOT NULL CHECK (certified > 0),
+    issued      INTEGER NOT NULL,
+    expires     INTEGER NOT NULL,
+    quota_year  INTEGER NOT NULL,
+    ior         TEXT NOT NULL,
+    exporter    TEXT NOT NULL,
+    cancelled   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (country, number)
+) WITHOUT ROWID;
+-- The ledger: `used` never leaves 0..=certified, whatever the program does.
+CREATE TABLE balances (
+    certificate  INTEGER PRIMARY KEY REFERENCES certificates(id),
+    certified    INTEGER NOT NULL,
+    used         INTEGER NOT NULL DEFAULT 0,
+    -- Usage events on file: the next event's `seq` is events + 1.
+    events       INTEGER NOT NULL DEFAULT 0,
+    CHECK (used >= 0 AND used <= certified)
+);
+INSERT INTO certificates_v2 (country, number, id, program, hts, unit, certified, issued, expires, quota_year, ior,
+    exporter, cancelled)
+    SELECT country, number, id, program, hts, unit, certified, issued, expires, quota_year, ior, exporter, cancelled
+    FROM certificates;
+INSERT INTO balances (certificate, certified, used, events) SELECT id, certified, used, events FROM certificates;
+DROP TABLE certificates;
+ALTER TABLE certificates_v2 RENAME TO certificates;
+CREATE INDEX certificates_by_ior ON certificates (ior, id);
+CREATE INDEX certificates_by_number ON certificates (number);
+"#,
+];
 
 /// PBKDF2 rounds of a new password hash. Each hash records its own rounds,
 /// so the cost can be raised later without invalidating passwords.
@@ -226,12 +270,12 @@ impl Store {
                 Sync::Normal => "NORMAL",
             },
         )?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
         // 64 MiB of page cache keeps the hot certificate and index pages
         // resident, so a transaction does not spill or re-read them.
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(64);
+        rusqlite::vtab::array::load_module(&conn)?;
         let mut store = Store {
             conn,
             password_rounds: PBKDF2_ROUNDS,
@@ -240,7 +284,11 @@ impl Store {
         Ok(store)
     }
 
+    /// Applies the migrations this store lacks in one transaction. Foreign
+    /// keys are off meanwhile (a table rebuild drops a referenced table) and
+    /// checked before the commit.
     fn migrate(&mut self) -> Result<()> {
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > MIGRATIONS.len() as i64 {
@@ -250,7 +298,16 @@ impl Store {
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
+        if version < MIGRATIONS.len() as i64 {
+            let broken: Option<String> = tx.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional()?;
+            if let Some(table) = broken {
+                return Err(StoreError::Corrupt(format!(
+                    "migration left a dangling reference in {table}"
+                )));
+            }
+        }
         tx.commit()?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
         Ok(())
     }
 
@@ -264,7 +321,10 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let out = f(&Tx::new(&tx))?;
+        let t = Tx::new(&tx);
+        let out = f(&t)?;
+        t.flush()?;
+        drop(t);
         tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
@@ -569,6 +629,7 @@ pub struct Tx<'c> {
     tx: &'c rusqlite::Transaction<'c>,
     /// Query rights already written in this transaction.
     rights_known: std::cell::RefCell<std::collections::HashSet<(String, String)>>,
+    ledger: std::cell::RefCell<Ledger>,
 }
 
 impl<'c> Tx<'c> {
@@ -576,8 +637,45 @@ impl<'c> Tx<'c> {
         Tx {
             tx,
             rights_known: Default::default(),
+            ledger: Default::default(),
         }
     }
+}
+
+/// The certificates a write transaction has read, with the balances its
+/// claims moved. The writer holds the store's only write lock for the whole
+/// transaction, so this view is the truth until commit: each claim is checked
+/// against it and debited in memory, and [`Tx::flush`] writes the moves back
+/// set-wise (events sorted by certificate, one balance update per touched
+/// certificate) inside the same transaction, where the `CHECK` on `used`
+/// still backs every balance.
+#[derive(Default)]
+struct Ledger {
+    /// Certificates looked up by key; `None` when not on file.
+    by_key: FxHashMap<(Country, CertificateNumber), Option<i64>>,
+    held: FxHashMap<i64, Held>,
+    /// Usage events not yet written, in the order they happened.
+    pending: Vec<PendingEvent>,
+    /// Certificates whose balance moved since the last flush.
+    dirty: Vec<i64>,
+}
+
+struct Held {
+    cert: Certificate,
+    /// Usage events on file or pending: the next event's `seq` follows it.
+    events: i64,
+    dirty: bool,
+}
+
+struct PendingEvent {
+    certificate: i64,
+    seq: i64,
+    entry: EntryNumber,
+    line: u16,
+    kind: UsageKind,
+    quantity: i64,
+    date: u32,
+    version: u32,
 }
 
 /// Stored responses are LZ4-compressed: fixed-width records compress about
@@ -623,35 +721,32 @@ fn unpack_claims(bytes: &[u8]) -> Option<Vec<Claim>> {
 }
 
 fn certificate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<Certificate, String>> {
+    // Fixed-width text is read in place; only the exporter name is owned.
+    let text = |i: usize| -> rusqlite::Result<&str> { r.get_ref(i)?.as_str().map_err(Into::into) };
     let id: i64 = r.get(0)?;
-    let country: String = r.get(1)?;
-    let number: String = r.get(2)?;
-    let program: String = r.get(3)?;
-    let hts: String = r.get(4)?;
-    let unit: String = r.get(5)?;
     let certified: i64 = r.get(6)?;
     let used: i64 = r.get(7)?;
     let issued: u32 = r.get(8)?;
     let expires: u32 = r.get(9)?;
     let quota_year: u16 = r.get(10)?;
-    let ior: String = r.get(11)?;
     let exporter: String = r.get(12)?;
     let cancelled: bool = r.get(13)?;
     let bad = |what: &str| format!("certificate {id}: {what}");
+    let (country, number, program, hts, unit, ior) = (text(1)?, text(2)?, text(3)?, text(4)?, text(5)?, text(11)?);
     Ok((|| {
         Ok(Certificate {
             id,
             terms: CertificateTerms {
-                country: Country::from_stored(&country).ok_or_else(|| bad("country"))?,
-                number: CertificateNumber::from_stored(&number).ok_or_else(|| bad("number"))?,
+                country: Country::from_stored(country).ok_or_else(|| bad("country"))?,
+                number: CertificateNumber::from_stored(number).ok_or_else(|| bad("number"))?,
                 program: program
                     .bytes()
                     .next()
                     .and_then(Program::parse)
                     .ok_or_else(|| bad("program"))?,
-                hts: HtsCoverage::from_stored(&hts).ok_or_else(|| bad("hts"))?,
+                hts: HtsCoverage::from_stored(hts).ok_or_else(|| bad("hts"))?,
                 certified: Hundredths::new(u64::try_from(certified).map_err(|_| bad("certified"))?),
-                unit: Unit::from_stored(&unit).ok_or_else(|| bad("unit"))?,
+                unit: Unit::from_stored(unit).ok_or_else(|| bad("unit"))?,
                 issued: Date::from_ccyymmdd(issued).ok_or_else(|| bad("issued"))?,
                 expires: Date::from_ccyymmdd(expires).ok_or_else(|| bad("expires"))?,
                 quota_year,
@@ -691,8 +786,20 @@ fn event_from_row(r: &rusqlite::Row<'_>, at: usize, certificate: i64) -> Result<
     }))
 }
 
-const CERT_COLUMNS: &str =
-    "id, country, number, program, hts, unit, certified, used, issued, expires, quota_year, ior, exporter, cancelled";
+/// The columns `certificate_from_row` reads, from `certificates c JOIN balances b`.
+const CERT_COLUMNS: &str = "c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, b.used, c.issued, \
+     c.expires, c.quota_year, c.ior, c.exporter, c.cancelled";
+
+const CERT_BY_KEY: &str = "SELECT c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, b.used, c.issued, \
+     c.expires, c.quota_year, c.ior, c.exporter, c.cancelled, b.events \
+     FROM certificates c JOIN balances b ON b.certificate = c.id WHERE c.country = ?1 AND c.number = ?2";
+const CERT_BY_ID: &str = "SELECT c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, b.used, c.issued, \
+     c.expires, c.quota_year, c.ior, c.exporter, c.cancelled, b.events \
+     FROM certificates c JOIN balances b ON b.certificate = c.id WHERE c.id = ?1";
+
+const CERT_BY_NUMBERS: &str = "SELECT c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, b.used, \
+     c.issued, c.expires, c.quota_year, c.ior, c.exporter, c.cancelled, b.events \
+     FROM certificates c JOIN balances b ON b.certificate = c.id WHERE c.country = ?1 AND c.number IN rarray(?2)";
 
 fn to_i64(q: Hundredths) -> Result<i64> {
     i64::try_from(q.get()).map_err(|_| StoreError::Corrupt(format!("quantity {q} out of range")))
@@ -728,24 +835,159 @@ impl Tx<'_> {
         }))
     }
 
-    fn certificate_where(&self, sql: &str, p: impl rusqlite::Params) -> Result<Option<Certificate>> {
+    /// A certificate read from the table with its event count; `sql` is one
+    /// of the `CERT_BY_*` statements.
+    fn certificate_where(&self, sql: &str, p: impl rusqlite::Params) -> Result<Option<(Certificate, i64)>> {
         let row = self
             .tx
-            .prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE {sql}"))?
-            .query_row(p, certificate_from_row)
+            .prepare_cached(sql)?
+            .query_row(p, |r| Ok((certificate_from_row(r)?, r.get::<_, i64>(14)?)))
             .optional()?;
-        row.transpose().map_err(StoreError::Corrupt)
+        match row {
+            None => Ok(None),
+            Some((c, events)) => Ok(Some((c.map_err(StoreError::Corrupt)?, events))),
+        }
     }
 
+    /// Keeps a certificate read from the table in the transaction's ledger.
+    fn hold(ledger: &mut Ledger, found: Option<(Certificate, i64)>) -> Option<i64> {
+        let (cert, events) = found?;
+        let id = cert.id;
+        ledger.by_key.insert((cert.terms.country, cert.terms.number), Some(id));
+        ledger.held.insert(
+            id,
+            Held {
+                cert,
+                events,
+                dirty: false,
+            },
+        );
+        Some(id)
+    }
+
+    /// Makes sure the ledger knows certificate `number` of `country`; its id
+    /// when on file.
+    fn load(&self, country: Country, number: CertificateNumber) -> Result<Option<i64>> {
+        if let Some(known) = self.ledger.borrow().by_key.get(&(country, number)) {
+            return Ok(*known);
+        }
+        let found = self.certificate_where(CERT_BY_KEY, params![country.as_str(), number.as_str()])?;
+        let mut ledger = self.ledger.borrow_mut();
+        if found.is_none() {
+            ledger.by_key.insert((country, number), None);
+        }
+        Ok(Tx::hold(&mut ledger, found))
+    }
+
+    /// The certificate `number` of `country`, with the balance this
+    /// transaction has left it.
     pub fn certificate(&self, country: Country, number: CertificateNumber) -> Result<Option<Certificate>> {
-        self.certificate_where(
-            "country = ?1 AND number = ?2",
-            params![country.as_str(), number.as_str()],
-        )
+        let Some(id) = self.load(country, number)? else {
+            return Ok(None);
+        };
+        Ok(self.ledger.borrow().held.get(&id).map(|h| h.cert.clone()))
     }
 
     pub fn certificate_by_id(&self, id: i64) -> Result<Option<Certificate>> {
-        self.certificate_where("id = ?1", params![id])
+        if let Some(h) = self.ledger.borrow().held.get(&id) {
+            return Ok(Some(h.cert.clone()));
+        }
+        let found = self.certificate_where(CERT_BY_ID, params![id])?;
+        let mut ledger = self.ledger.borrow_mut();
+        Ok(Tx::hold(&mut ledger, found).and_then(|id| ledger.held.get(&id).map(|h| h.cert.clone())))
+    }
+
+    /// Reads the certificates of `keys` into the transaction's ledger: one
+    /// statement per country walks the key index front to back, instead of
+    /// one statement per claim.
+    pub fn prefetch_certificates(&self, keys: &mut Vec<(Country, CertificateNumber)>) -> Result<()> {
+        {
+            let ledger = self.ledger.borrow();
+            keys.retain(|k| !ledger.by_key.contains_key(k));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut stmt = self.tx.prepare_cached(CERT_BY_NUMBERS)?;
+        for run in keys.chunk_by(|a, b| a.0 == b.0) {
+            let country = run[0].0;
+            let numbers: rusqlite::vtab::array::Array = std::rc::Rc::new(
+                run.iter()
+                    .map(|(_, n)| rusqlite::types::Value::Text(n.as_str().to_string()))
+                    .collect(),
+            );
+            let mut rows = stmt.query(params![country.as_str(), numbers])?;
+            let mut ledger = self.ledger.borrow_mut();
+            while let Some(r) = rows.next()? {
+                let cert = certificate_from_row(r)?.map_err(StoreError::Corrupt)?;
+                let events: i64 = r.get(14)?;
+                Tx::hold(&mut ledger, Some((cert, events)));
+            }
+            for key in run {
+                ledger.by_key.entry(*key).or_insert(None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the ledger's pending usage events and moved balances: events
+    /// sorted by certificate (each certificate's are already in `seq` order),
+    /// then one update per moved certificate, in id order.
+    pub fn flush(&self) -> Result<()> {
+        let mut ledger = self.ledger.borrow_mut();
+        if ledger.pending.is_empty() && ledger.dirty.is_empty() {
+            return Ok(());
+        }
+        let mut pending = std::mem::take(&mut ledger.pending);
+        pending.sort_by_key(|e| (e.certificate, e.seq));
+        {
+            let mut insert = self.tx.prepare_cached(
+                "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for e in &pending {
+                insert.execute(params![
+                    e.certificate,
+                    e.seq,
+                    e.entry.filer.as_str(),
+                    e.entry.digits_str(),
+                    e.line,
+                    if e.kind == UsageKind::Debit { "D" } else { "C" },
+                    e.quantity,
+                    e.date,
+                    e.version
+                ])?;
+            }
+        }
+        let mut dirty = std::mem::take(&mut ledger.dirty);
+        dirty.sort_unstable();
+        let mut update = self
+            .tx
+            .prepare_cached("UPDATE balances SET used = ?2, events = ?3 WHERE certificate = ?1")?;
+        for id in dirty {
+            let h = ledger
+                .held
+                .get_mut(&id)
+                .ok_or_else(|| StoreError::Corrupt(format!("moved certificate {id} not held")))?;
+            h.dirty = false;
+            update.execute(params![id, to_i64(h.cert.used)?, h.events])?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending and forgets certificate `id` (or key), before a
+    /// statement that changes certificate rows behind the ledger's back.
+    fn invalidate(&self, id: Option<i64>, key: Option<(Country, CertificateNumber)>) -> Result<()> {
+        self.flush()?;
+        let mut ledger = self.ledger.borrow_mut();
+        if let Some(id) = id {
+            if let Some(h) = ledger.held.remove(&id) {
+                ledger.by_key.remove(&(h.cert.terms.country, h.cert.terms.number));
+            }
+        }
+        if let Some(key) = key {
+            ledger.by_key.remove(&key);
+        }
+        Ok(())
     }
 
     /// Whether `number` is on file for a country other than `country`.
@@ -759,10 +1001,15 @@ impl Tx<'_> {
     }
 
     pub fn insert_certificate(&self, t: &CertificateTerms) -> Result<i64> {
+        self.invalidate(None, Some((t.country, t.number)))?;
+        let id: i64 = self
+            .tx
+            .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM certificates")?
+            .query_row([], |r| r.get(0))?;
         self.tx
             .prepare_cached(
-                "INSERT INTO certificates (country, number, program, hts, unit, certified, issued, expires,
-                 quota_year, ior, exporter) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires,
+                 quota_year, ior, exporter) VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 t.country.as_str(),
@@ -776,11 +1023,16 @@ impl Tx<'_> {
                 t.quota_year,
                 ior_key(&t.ior),
                 t.exporter,
+                id,
             ])?;
-        Ok(self.tx.last_insert_rowid())
+        self.tx
+            .prepare_cached("INSERT INTO balances (certificate, certified) VALUES (?1, ?2)")?
+            .execute(params![id, to_i64(t.certified)?])?;
+        Ok(id)
     }
 
     pub fn replace_certificate(&self, id: i64, t: &CertificateTerms) -> Result<()> {
+        self.invalidate(Some(id), None)?;
         self.tx
             .prepare_cached(
                 "UPDATE certificates SET program = ?2, hts = ?3, unit = ?4, certified = ?5, issued = ?6,
@@ -798,10 +1050,14 @@ impl Tx<'_> {
                 ior_key(&t.ior),
                 t.exporter,
             ])?;
+        self.tx
+            .prepare_cached("UPDATE balances SET certified = ?2 WHERE certificate = ?1")?
+            .execute(params![id, to_i64(t.certified)?])?;
         Ok(())
     }
 
     pub fn cancel_certificate(&self, id: i64) -> Result<()> {
+        self.invalidate(Some(id), None)?;
         self.tx
             .prepare_cached("UPDATE certificates SET cancelled = 1 WHERE id = ?1")?
             .execute([id])?;
@@ -834,34 +1090,51 @@ impl Tx<'_> {
         }
     }
 
+    /// Moves a certificate's balance in the ledger and queues its event.
+    /// Refuses (as corruption: the rules never ask for it) a balance that
+    /// would leave `0..=certified`.
     fn usage(&self, kind: UsageKind, entry: &EntryNumber, c: &ClaimChange, date: Date) -> Result<()> {
-        let q = to_i64(c.quantity)?;
-        let delta = match kind {
-            UsageKind::Debit => q,
-            UsageKind::Credit => -q,
-        };
-        let seq: i64 = self
-            .tx
-            .prepare_cached(
-                "UPDATE certificates SET used = used + ?2, events = events + 1 WHERE id = ?1 RETURNING events",
-            )?
-            .query_row(params![c.certificate, delta], |r| r.get(0))?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                c.certificate,
-                seq,
-                entry.filer.as_str(),
-                entry.digits_str(),
-                c.line,
-                if kind == UsageKind::Debit { "D" } else { "C" },
-                q,
-                date.ccyymmdd(),
-                c.version
-            ])?;
+        let held = self.ledger.borrow().held.contains_key(&c.certificate);
+        if !held && self.certificate_by_id(c.certificate)?.is_none() {
+            return Err(StoreError::Corrupt(format!(
+                "claim on certificate {} not on file",
+                c.certificate
+            )));
+        }
+        let mut ledger = self.ledger.borrow_mut();
+        let Ledger {
+            held, pending, dirty, ..
+        } = &mut *ledger;
+        let h = held
+            .get_mut(&c.certificate)
+            .ok_or_else(|| StoreError::Corrupt(format!("certificate {} not held", c.certificate)))?;
+        let used = match kind {
+            UsageKind::Debit => h.cert.used.checked_add(c.quantity),
+            UsageKind::Credit => h.cert.used.checked_sub(c.quantity),
+        }
+        .filter(|u| *u <= h.cert.terms.certified)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "certificate {}: {:?} of {} would leave 0..={}",
+                c.certificate, kind, c.quantity, h.cert.terms.certified
+            ))
+        })?;
+        h.cert.used = used;
+        h.events += 1;
+        if !h.dirty {
+            h.dirty = true;
+            dirty.push(c.certificate);
+        }
+        pending.push(PendingEvent {
+            certificate: c.certificate,
+            seq: h.events,
+            entry: *entry,
+            line: c.line,
+            kind,
+            quantity: to_i64(c.quantity)?,
+            date: date.ccyymmdd(),
+            version: c.version,
+        });
         Ok(())
     }
 
@@ -931,11 +1204,13 @@ impl Tx<'_> {
         p: &[&dyn rusqlite::ToSql],
         out: &mut dyn FnMut(Certificate, Vec<UsageEvent>) -> Result<()>,
     ) -> Result<()> {
+        self.flush()?;
         let mut events: std::collections::HashMap<i64, Vec<UsageEvent>> = std::collections::HashMap::new();
         {
             let mut stmt = self.tx.prepare_cached(&format!(
                 "SELECT u.filer, u.number, u.line, u.kind, u.quantity, u.date, u.version, u.certificate
-                 FROM usage_events u WHERE u.certificate IN (SELECT c.id FROM certificates c WHERE {filter})
+                 FROM usage_events u WHERE u.certificate IN (SELECT c.id FROM certificates c
+                 JOIN balances b ON b.certificate = c.id WHERE {filter})
                  ORDER BY u.certificate, u.seq"
             ))?;
             let mut rows = stmt.query(p)?;
@@ -947,9 +1222,8 @@ impl Tx<'_> {
             }
         }
         let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, c.used, c.issued,
-             c.expires, c.quota_year, c.ior, c.exporter, c.cancelled
-             FROM certificates c WHERE {filter} ORDER BY {order}"
+            "SELECT {CERT_COLUMNS} FROM certificates c JOIN balances b ON b.certificate = c.id
+             WHERE {filter} ORDER BY {order}"
         ))?;
         let mut rows = stmt.query(p)?;
         while let Some(r) = rows.next()? {
@@ -991,8 +1265,8 @@ impl Tx<'_> {
         out: &mut dyn FnMut(Certificate, Vec<UsageEvent>) -> Result<()>,
     ) -> Result<()> {
         let cond = match condition {
-            UsageCondition::Matched => "c.cancelled = 0 AND c.used > 0",
-            UsageCondition::Unmatched => "c.cancelled = 0 AND c.used = 0",
+            UsageCondition::Matched => "c.cancelled = 0 AND b.used > 0",
+            UsageCondition::Unmatched => "c.cancelled = 0 AND b.used = 0",
             UsageCondition::Cancelled => "c.cancelled = 1",
         };
         let from = issued_from.map(Date::ccyymmdd).unwrap_or(0);
@@ -1007,6 +1281,7 @@ impl Tx<'_> {
 
     /// The usage events of a certificate, oldest first.
     pub fn usage_events(&self, certificate: i64) -> Result<Vec<UsageEvent>> {
+        self.flush()?;
         let mut stmt = self.tx.prepare_cached(
             "SELECT filer, number, line, kind, quantity, date, version FROM usage_events
              WHERE certificate = ?1 ORDER BY seq",
@@ -1182,10 +1457,12 @@ impl Tx<'_> {
     /// Every certificate's `used` next to the replay of its usage events:
     /// `(id, used, replayed)` for each certificate where they differ.
     pub fn ledger_mismatches(&self) -> Result<Vec<(i64, i64, i64)>> {
+        self.flush()?;
         let mut stmt = self.tx.prepare(
-            "SELECT c.id, c.used, coalesce(sum(CASE u.kind WHEN 'D' THEN u.quantity ELSE -u.quantity END), 0) AS r
-             FROM certificates c LEFT JOIN usage_events u ON u.certificate = c.id
-             GROUP BY c.id HAVING c.used <> r",
+            "SELECT b.certificate, b.used,
+             coalesce(sum(CASE u.kind WHEN 'D' THEN u.quantity ELSE -u.quantity END), 0) AS r
+             FROM balances b LEFT JOIN usage_events u ON u.certificate = b.certificate
+             GROUP BY b.certificate HAVING b.used <> r",
         )?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -1195,6 +1472,7 @@ impl Tx<'_> {
 
     /// Counts for `ecertd status`: certificates, entries, usage events, inputs.
     pub fn counts(&self) -> Result<Vec<(&'static str, i64)>> {
+        self.flush()?;
         let mut out = Vec::new();
         for (name, sql) in [
             ("certificates", "SELECT count(*) FROM certificates"),
@@ -1240,15 +1518,17 @@ mod tests {
         let mut s = Store::open_in_memory().unwrap();
         assert!(s.execute_raw("UPDATE usage_events SET quantity = 1").is_ok());
         s.execute_raw(
-            "INSERT INTO certificates (country, number, program, hts, unit, certified, issued, expires, quota_year, ior, exporter)
-             VALUES ('AU','1','Q','0201','KG',100,20260101,20261231,2026,'12-3456789AB','X');
+            "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
+             ior, exporter) VALUES (1, 'AU','1','Q','0201','KG',100,20260101,20261231,2026,'12-3456789AB','X');
+             INSERT INTO balances (certificate, certified) VALUES (1, 100);
              INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
              VALUES (1,1,'ABC','12345676',1,'D',5,20260315,1);",
         )
         .unwrap();
         assert!(s.execute_raw("UPDATE usage_events SET quantity = 1").is_err());
         assert!(s.execute_raw("DELETE FROM usage_events").is_err());
-        assert!(s.execute_raw("UPDATE certificates SET used = 101").is_err());
-        assert!(s.execute_raw("UPDATE certificates SET used = -1").is_err());
+        assert!(s.execute_raw("UPDATE balances SET used = 101").is_err());
+        assert!(s.execute_raw("UPDATE balances SET used = -1").is_err());
+        assert!(s.execute_raw("UPDATE balances SET used = 100").is_ok());
     }
 }
