@@ -137,7 +137,7 @@ DROP=$BIN/drop_latency
 QUERY=$BIN/query_latency
 
 # Schema fingerprint: a kept store is rebuilt when the migrations change.
-SCHEMA=$(sed -n '/^const MIGRATIONS/,/^"#\];/p' "$REPO/src/store.rs" | sha256sum | cut -c1-16)
+SCHEMA=$(sed -n '/^const MIGRATIONS/,/^\];/p' "$REPO/src/store.rs" | sha256sum | cut -c1-16)
 
 {
     echo "mode: $MODE   started: $STAMP"

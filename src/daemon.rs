@@ -569,7 +569,7 @@ impl SpoolLoop {
 
     /// Feeds the batches after the first `skip` to the engine, group by group.
     fn apply(&mut self, claim: &Claim, file: std::fs::File, skip: u64) -> Result<(), Failure> {
-        let input = BufReader::with_capacity(1 << 18, file.take(self.settings.max_file_bytes));
+        let input = BufReader::with_capacity(128 << 10, file.take(self.settings.max_file_bytes));
         let mut reader = BatchReader::new(input);
         let mut session = Session::new(claim.channel);
         let mut index = 0u64;

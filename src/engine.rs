@@ -556,9 +556,8 @@ fn ae(
 ) -> Result<(), EngineError> {
     let (state, old) = match &parsed.entry {
         Some(e) => {
-            let state = tx.entry(e)?;
-            let old = if state.is_some() { tx.claims(e)? } else { Vec::new() };
-            (state, old)
+            let (state, old) = tx.entry_with_claims(e)?.unzip();
+            (state, old.unwrap_or_default())
         }
         None => (None, Vec::new()),
     };

@@ -480,6 +480,12 @@ impl Store {
     /// `SQLITE_FULL` as on a full disk; `false` lifts the cap. Per connection.
     pub fn inject_full(&mut self, on: bool) -> Result<()> {
         let limit: i64 = if on {
+            // Free pages (a migration's dropped table) would absorb writes
+            // without growing the file: compact them away first.
+            let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            if free > 0 {
+                self.conn.execute_batch("VACUUM")?;
+            }
             self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?
         } else {
             i64::from(u32::MAX)
@@ -801,6 +807,22 @@ const CERT_BY_NUMBERS: &str = "SELECT c.id, c.country, c.number, c.program, c.ht
      c.issued, c.expires, c.quota_year, c.ior, c.exporter, c.cancelled, b.events \
      FROM certificates c JOIN balances b ON b.certificate = c.id WHERE c.country = ?1 AND c.number IN rarray(?2)";
 
+/// Rows per statement of [`Tx::flush`].
+const FLUSH_ROWS: usize = 64;
+
+/// Chunks of [`FLUSH_ROWS`] rows, then single rows: two statement shapes
+/// per table, so the statement cache keeps both.
+fn flush_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let (full, rest) = rows.split_at(rows.len() - rows.len() % FLUSH_ROWS);
+    full.chunks(FLUSH_ROWS).chain(rest.chunks(1))
+}
+
+/// `head (?,?,…),(?,?,…)… tail` with `rows` groups of `columns` parameters.
+fn values_statement(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let group = format!("({})", vec!["?"; columns].join(","));
+    format!("{head} {}{tail}", vec![group; rows].join(","))
+}
+
 fn to_i64(q: Hundredths) -> Result<i64> {
     i64::try_from(q.get()).map_err(|_| StoreError::Corrupt(format!("quantity {q} out of range")))
 }
@@ -939,37 +961,59 @@ impl Tx<'_> {
         }
         let mut pending = std::mem::take(&mut ledger.pending);
         pending.sort_by_key(|e| (e.certificate, e.seq));
-        {
-            let mut insert = self.tx.prepare_cached(
-                "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for e in &pending {
-                insert.execute(params![
-                    e.certificate,
-                    e.seq,
-                    e.entry.filer.as_str(),
-                    e.entry.digits_str(),
-                    e.line,
-                    if e.kind == UsageKind::Debit { "D" } else { "C" },
-                    e.quantity,
-                    e.date,
-                    e.version
-                ])?;
+        // Many rows per statement: the per-statement cost, not the b-tree
+        // insert, is most of a small insert's time.
+        for rows in flush_chunks(&pending) {
+            let mut insert = self.tx.prepare_cached(&values_statement(
+                "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version) VALUES",
+                9,
+                rows.len(),
+                "",
+            ))?;
+            let mut at = 1;
+            for e in rows {
+                insert.raw_bind_parameter(at, e.certificate)?;
+                insert.raw_bind_parameter(at + 1, e.seq)?;
+                insert.raw_bind_parameter(at + 2, e.entry.filer.as_str())?;
+                insert.raw_bind_parameter(at + 3, e.entry.digits_str())?;
+                insert.raw_bind_parameter(at + 4, e.line)?;
+                insert.raw_bind_parameter(at + 5, if e.kind == UsageKind::Debit { "D" } else { "C" })?;
+                insert.raw_bind_parameter(at + 6, e.quantity)?;
+                insert.raw_bind_parameter(at + 7, e.date)?;
+                insert.raw_bind_parameter(at + 8, e.version)?;
+                at += 9;
             }
+            insert.raw_execute()?;
         }
         let mut dirty = std::mem::take(&mut ledger.dirty);
         dirty.sort_unstable();
-        let mut update = self
-            .tx
-            .prepare_cached("UPDATE balances SET used = ?2, events = ?3 WHERE certificate = ?1")?;
-        for id in dirty {
-            let h = ledger
-                .held
-                .get_mut(&id)
-                .ok_or_else(|| StoreError::Corrupt(format!("moved certificate {id} not held")))?;
-            h.dirty = false;
-            update.execute(params![id, to_i64(h.cert.used)?, h.events])?;
+        for ids in flush_chunks(&dirty) {
+            let mut update = self.tx.prepare_cached(&values_statement(
+                "UPDATE balances SET used = v.column2, events = v.column3 FROM (VALUES",
+                3,
+                ids.len(),
+                ") AS v WHERE balances.certificate = v.column1",
+            ))?;
+            let mut at = 1;
+            for id in ids {
+                let h = ledger
+                    .held
+                    .get_mut(id)
+                    .ok_or_else(|| StoreError::Corrupt(format!("moved certificate {id} not held")))?;
+                h.dirty = false;
+                update.raw_bind_parameter(at, id)?;
+                update.raw_bind_parameter(at + 1, to_i64(h.cert.used)?)?;
+                update.raw_bind_parameter(at + 2, h.events)?;
+                at += 3;
+            }
+            let changed = update.raw_execute()?;
+            if changed != ids.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "{} of {} moved balances written",
+                    changed,
+                    ids.len()
+                )));
+            }
         }
         Ok(())
     }
@@ -1077,17 +1121,27 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    /// The claims in force of an entry, by line.
-    pub fn claims(&self, entry: &EntryNumber) -> Result<Vec<Claim>> {
-        let packed: Option<Vec<u8>> = self
+    /// The entry on file with its claims in force, by line, in one read.
+    pub fn entry_with_claims(&self, entry: &EntryNumber) -> Result<Option<(EntryState, Vec<Claim>)>> {
+        let row: Option<(EntryState, Vec<u8>)> = self
             .tx
-            .prepare_cached("SELECT claims FROM entries WHERE filer = ?1 AND number = ?2")?
-            .query_row(params![entry.filer.as_str(), entry.digits_str()], |r| r.get(0))
+            .prepare_cached("SELECT version, deleted, claims FROM entries WHERE filer = ?1 AND number = ?2")?
+            .query_row(params![entry.filer.as_str(), entry.digits_str()], |r| {
+                Ok((
+                    EntryState {
+                        version: r.get(0)?,
+                        deleted: r.get(1)?,
+                    },
+                    r.get(2)?,
+                ))
+            })
             .optional()?;
-        match packed {
-            None => Ok(Vec::new()),
-            Some(p) => unpack_claims(&p).ok_or_else(|| StoreError::Corrupt(format!("claims of entry {entry}"))),
-        }
+        row.map(|(state, packed)| {
+            let claims =
+                unpack_claims(&packed).ok_or_else(|| StoreError::Corrupt(format!("claims of entry {entry}")))?;
+            Ok((state, claims))
+        })
+        .transpose()
     }
 
     /// Moves a certificate's balance in the ledger and queues its event.
