@@ -209,7 +209,9 @@ INSERT INTO certificates_v2 (country, number, id, program, hts, unit, certified,
 INSERT INTO balances (certificate, certified, used, events) SELECT id, certified, used, events FROM certificates;
 DROP TABLE certificates;
 ALTER TABLE certificates_v2 RENAME TO certificates;
-CREATE INDEX certificates_by_ior ON certificates (ior, id);
+-- By importer in answer order; with `id`, the importer's events are found
+-- from the index alone.
+CREATE INDEX certificates_by_ior ON certificates (ior, country, number, id);
 CREATE INDEX certificates_by_number ON certificates (number);
 "#,
 ];
@@ -768,24 +770,25 @@ fn certificate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::
 /// A usage event read from columns `at..at + 7` (filer, number, line, kind,
 /// quantity, date, version); `None` when they are NULL (an outer join).
 fn event_from_row(r: &rusqlite::Row<'_>, at: usize, certificate: i64) -> Result<Option<UsageEvent>> {
-    let Some(filer) = r.get::<_, Option<String>>(at)? else {
-        return Ok(None);
+    let bad = || StoreError::Corrupt(format!("usage event of certificate {certificate}"));
+    // Read in place: a large answer reads thousands of events.
+    let filer = match r.get_ref(at)? {
+        rusqlite::types::ValueRef::Null => return Ok(None),
+        v => FilerCode::from_stored(v.as_str().map_err(|_| bad())?).ok_or_else(bad)?,
     };
-    let number: String = r.get(at + 1)?;
-    let kind: String = r.get(at + 3)?;
+    let entry = EntryNumber::parse(filer, r.get_ref(at + 1)?.as_bytes().map_err(|_| bad())?).ok_or_else(bad)?;
+    let kind = match r.get_ref(at + 3)?.as_bytes().map_err(|_| bad())? {
+        b"D" => UsageKind::Debit,
+        b"C" => UsageKind::Credit,
+        _ => return Err(bad()),
+    };
     let q: i64 = r.get(at + 4)?;
     let date: u32 = r.get(at + 5)?;
-    let bad = || StoreError::Corrupt(format!("usage event of certificate {certificate}"));
-    let filer = FilerCode::from_stored(&filer).ok_or_else(bad)?;
     Ok(Some(UsageEvent {
         certificate,
-        entry: EntryNumber::parse(filer, number.as_bytes()).ok_or_else(bad)?,
+        entry,
         line: r.get(at + 2)?,
-        kind: if kind == "D" {
-            UsageKind::Debit
-        } else {
-            UsageKind::Credit
-        },
+        kind,
         quantity: Hundredths::new(u64::try_from(q).map_err(|_| bad())?),
         date: Date::from_ccyymmdd(date).ok_or_else(bad)?,
         version: r.get(at + 6)?,
@@ -1254,17 +1257,22 @@ impl Tx<'_> {
     fn usage_query(
         &self,
         filter: &str,
+        filter_reads_balances: bool,
         order: &str,
         p: &[&dyn rusqlite::ToSql],
         out: &mut dyn FnMut(Certificate, Vec<UsageEvent>) -> Result<()>,
     ) -> Result<()> {
         self.flush()?;
-        let mut events: std::collections::HashMap<i64, Vec<UsageEvent>> = std::collections::HashMap::new();
+        let join = if filter_reads_balances {
+            "JOIN balances b ON b.certificate = c.id"
+        } else {
+            ""
+        };
+        let mut events: FxHashMap<i64, Vec<UsageEvent>> = FxHashMap::default();
         {
             let mut stmt = self.tx.prepare_cached(&format!(
                 "SELECT u.filer, u.number, u.line, u.kind, u.quantity, u.date, u.version, u.certificate
-                 FROM usage_events u WHERE u.certificate IN (SELECT c.id FROM certificates c
-                 JOIN balances b ON b.certificate = c.id WHERE {filter})
+                 FROM usage_events u WHERE u.certificate IN (SELECT c.id FROM certificates c {join} WHERE {filter})
                  ORDER BY u.certificate, u.seq"
             ))?;
             let mut rows = stmt.query(p)?;
@@ -1300,11 +1308,12 @@ impl Tx<'_> {
         match quota_year {
             Some(y) => self.usage_query(
                 "c.ior = ?1 AND c.quota_year = ?2",
+                false,
                 "c.country, c.number",
                 &[&ior, &y],
                 out,
             ),
-            None => self.usage_query("c.ior = ?1", "c.country, c.number", &[&ior], out),
+            None => self.usage_query("c.ior = ?1", false, "c.country, c.number", &[&ior], out),
         }
     }
 
@@ -1327,6 +1336,7 @@ impl Tx<'_> {
         let to = issued_to.map(Date::ccyymmdd).unwrap_or(99_999_999);
         self.usage_query(
             &format!("c.country = ?1 AND {cond} AND c.issued BETWEEN ?2 AND ?3"),
+            condition != UsageCondition::Cancelled,
             "c.number",
             &[&country.as_str(), &from, &to],
             out,
