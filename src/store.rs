@@ -820,6 +820,42 @@ fn flush_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
     full.chunks(FLUSH_ROWS).chain(rest.chunks(1))
 }
 
+#[derive(Clone, Copy)]
+enum FlushStatement {
+    Insert,
+    Update,
+}
+
+/// The statement of [`Tx::flush`] for `rows` rows (1 or [`FLUSH_ROWS`]),
+/// built once per process.
+fn flush_sql(statement: FlushStatement, rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let insert = |n| {
+            values_statement(
+                "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version) VALUES",
+                9,
+                n,
+                "",
+            )
+        };
+        let update = |n| {
+            values_statement(
+                "UPDATE balances SET used = v.column2, events = v.column3 FROM (VALUES",
+                3,
+                n,
+                ") AS v WHERE balances.certificate = v.column1",
+            )
+        };
+        [insert(1), insert(FLUSH_ROWS), update(1), update(FLUSH_ROWS)]
+    });
+    let full = usize::from(rows != 1);
+    match statement {
+        FlushStatement::Insert => &sql[full],
+        FlushStatement::Update => &sql[2 + full],
+    }
+}
+
 /// `head (?,?,…),(?,?,…)… tail` with `rows` groups of `columns` parameters.
 fn values_statement(head: &str, columns: usize, rows: usize, tail: &str) -> String {
     let group = format!("({})", vec!["?"; columns].join(","));
@@ -967,12 +1003,7 @@ impl Tx<'_> {
         // Many rows per statement: the per-statement cost, not the b-tree
         // insert, is most of a small insert's time.
         for rows in flush_chunks(&pending) {
-            let mut insert = self.tx.prepare_cached(&values_statement(
-                "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version) VALUES",
-                9,
-                rows.len(),
-                "",
-            ))?;
+            let mut insert = self.tx.prepare_cached(flush_sql(FlushStatement::Insert, rows.len()))?;
             let mut at = 1;
             for e in rows {
                 insert.raw_bind_parameter(at, e.certificate)?;
@@ -991,12 +1022,7 @@ impl Tx<'_> {
         let mut dirty = std::mem::take(&mut ledger.dirty);
         dirty.sort_unstable();
         for ids in flush_chunks(&dirty) {
-            let mut update = self.tx.prepare_cached(&values_statement(
-                "UPDATE balances SET used = v.column2, events = v.column3 FROM (VALUES",
-                3,
-                ids.len(),
-                ") AS v WHERE balances.certificate = v.column1",
-            ))?;
+            let mut update = self.tx.prepare_cached(flush_sql(FlushStatement::Update, ids.len()))?;
             let mut at = 1;
             for id in ids {
                 let h = ledger
