@@ -1,0 +1,137 @@
+use super::*;
+
+fn broker() -> Sender {
+    Sender {
+        id: "ABC".into(),
+        kind: SenderKind::Broker,
+        country: None,
+        filers: vec![],
+    }
+}
+
+/// A store written by schema version 1 (balances inside `certificates`)
+/// opens with its certificates, balances and events intact, and its next
+/// claim continues the certificate's event sequence.
+#[test]
+fn version_1_store_migrates_with_its_balances() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO certificates (country, number, program, hts, unit, certified, used, issued, expires,
+             quota_year, ior, exporter, events) VALUES
+             ('AU','C1','Q','0201','KG',10000,2500,20260101,20261231,2026,'12-3456789AB','X',1),
+             ('NZ','C2','Q','0201','KG',500,0,20260101,20261231,2026,'12-3456789AB','Y',0);
+             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
+             VALUES (1,1,'ABC','12345676',1,'D',2500,20260315,1);",
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    let au = Country::from_stored("AU").unwrap();
+    let c1 = CertificateNumber::from_stored("C1").unwrap();
+    let entry = EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), b"12345676").unwrap();
+    s.write(|tx| -> Result<()> {
+        let cert = tx.certificate(au, c1)?.unwrap();
+        assert_eq!(
+            (cert.id, cert.used, cert.terms.certified),
+            (1, Hundredths::new(2500), Hundredths::new(10000))
+        );
+        assert_eq!(cert.terms.exporter, "X");
+        tx.apply_entry(&EntryChange {
+            entry,
+            version: 2,
+            deleted: false,
+            ior: None,
+            credits: vec![],
+            debits: vec![ClaimChange {
+                line: 1,
+                certificate: 1,
+                quantity: Hundredths::new(100),
+                version: 2,
+            }],
+            date: Date::from_ccyymmdd(20260316).unwrap(),
+        })?;
+        Ok(())
+    })
+    .unwrap();
+    let next_id = s
+        .write(|tx| -> Result<_> {
+            let mut terms = tx.certificate_by_id(2)?.unwrap().terms;
+            terms.number = CertificateNumber::from_stored("C3").unwrap();
+            tx.insert_certificate(&terms)
+        })
+        .unwrap();
+    assert_eq!(next_id, 3);
+    let (events, mismatches) = s
+        .read(|tx| -> Result<_> { Ok((tx.usage_events(1)?, tx.ledger_mismatches()?)) })
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].quantity, Hundredths::new(100));
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+    let used: i64 = s
+        .conn
+        .query_row("SELECT used FROM balances WHERE certificate = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(used, 2600);
+    let version: i64 = s.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, MIGRATIONS.len() as i64);
+}
+
+/// The group look-up seeks each key (no scan of a country's certificates).
+#[test]
+fn group_look_up_seeks_each_key() {
+    let s = Store::open_in_memory().unwrap();
+    let plan: Vec<String> = s
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {CERT_BY_NUMBERS}"))
+        .unwrap()
+        .query_map(
+            params!["AU", std::rc::Rc::new(vec![rusqlite::types::Value::Text("C1".into())])],
+            |r| r.get::<_, String>(3),
+        )
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("SEARCH c USING PRIMARY KEY (country=? AND number=?)")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|l| l.starts_with("SCAN c")), "{plan:?}");
+}
+
+#[test]
+fn senders_and_passwords() {
+    let mut s = Store::open_in_memory().unwrap();
+    s.add_sender(&broker(), "PWABC1").unwrap();
+    assert!(matches!(s.add_sender(&broker(), "X"), Err(StoreError::SenderExists(_))));
+    let got = s.authenticate("ABC", b"PWABC1").unwrap().unwrap();
+    assert_eq!(got.filers, vec![FilerCode::from_stored("ABC").unwrap()]);
+    assert!(s.authenticate("ABC", b"PWABC2").unwrap().is_none());
+    assert!(s.authenticate("XYZ", b"PWABC1").unwrap().is_none());
+    assert!(s.remove_sender("ABC").unwrap());
+    assert!(s.authenticate("ABC", b"PWABC1").unwrap().is_none());
+}
+
+#[test]
+fn usage_events_are_append_only() {
+    let mut s = Store::open_in_memory().unwrap();
+    assert!(s.execute_raw("UPDATE usage_events SET quantity = 1").is_ok());
+    s.execute_raw(
+        "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
+         ior, exporter) VALUES (1, 'AU','1','Q','0201','KG',100,20260101,20261231,2026,'12-3456789AB','X');
+         INSERT INTO balances (certificate, certified) VALUES (1, 100);
+         INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
+         VALUES (1,1,'ABC','12345676',1,'D',5,20260315,1);",
+    )
+    .unwrap();
+    assert!(s.execute_raw("UPDATE usage_events SET quantity = 1").is_err());
+    assert!(s.execute_raw("DELETE FROM usage_events").is_err());
+    assert!(s.execute_raw("UPDATE balances SET used = 101").is_err());
+    assert!(s.execute_raw("UPDATE balances SET used = -1").is_err());
+    assert!(s.execute_raw("UPDATE balances SET used = 100").is_ok());
+}
