@@ -328,7 +328,9 @@ impl Layout {
     }
 }
 
-/// An 80-byte output record being filled field by field.
+/// An 80-byte output record being filled field by field. `Copy`, so that a
+/// record rendered many times can start from one filled template.
+#[derive(Clone, Copy)]
 pub struct RecordBuf {
     layout: &'static Layout,
     bytes: [u8; 80],
@@ -347,8 +349,13 @@ impl RecordBuf {
     }
 
     /// Writes text left-justified and space-filled, cut at the field's length.
-    pub fn text(mut self, key: &str, value: &[u8]) -> Self {
+    pub fn text(self, key: &str, value: &[u8]) -> Self {
         let f = self.layout.field(key);
+        self.text_in(f, value)
+    }
+
+    /// [`RecordBuf::text`] for a field already looked up (a hot loop).
+    pub fn text_in(mut self, f: &Field, value: &[u8]) -> Self {
         let dst = &mut self.bytes[f.start..f.start + f.len];
         dst.fill(b' ');
         let n = value.len().min(f.len);
@@ -359,8 +366,13 @@ impl RecordBuf {
     /// Writes a number right-justified and zero-filled. Values too wide for
     /// the field are written as all nines rather than cut (they cannot occur
     /// for quantities, which are bounded by their 12-digit input fields).
-    pub fn number(mut self, key: &str, value: u64) -> Self {
+    pub fn number(self, key: &str, value: u64) -> Self {
         let f = self.layout.field(key);
+        self.number_in(f, value)
+    }
+
+    /// [`RecordBuf::number`] for a field already looked up (a hot loop).
+    pub fn number_in(mut self, f: &Field, value: u64) -> Self {
         let dst = &mut self.bytes[f.start..f.start + f.len];
         let mut v = value;
         let max = 10u64.checked_pow(f.len as u32).map(|m| m - 1).unwrap_or(u64::MAX);
