@@ -227,7 +227,14 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Store {
     conn: Connection,
     password_rounds: u32,
+    /// A write committed since the last [`Store::checkpoint_when_idle`].
+    wal_written: bool,
 }
+
+/// WAL pages after which a commit copies the WAL into the database itself
+/// (SQLite's automatic checkpoint, here a backstop): the daemon checkpoints
+/// when its store thread goes idle, so that no batch waits for one.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
 
 /// Durability of commits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,11 +283,15 @@ impl Store {
         // resident, so a transaction does not spill or re-read them.
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+        // A WAL that grew under load is cut back to this size once checkpointed.
+        conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
         conn.set_prepared_statement_cache_capacity(64);
         rusqlite::vtab::array::load_module(&conn)?;
         let mut store = Store {
             conn,
             password_rounds: PBKDF2_ROUNDS,
+            wal_written: false,
         };
         store.migrate()?;
         Ok(store)
@@ -328,7 +339,20 @@ impl Store {
         t.flush()?;
         drop(t);
         tx.commit().map_err(StoreError::from)?;
+        self.wal_written = true;
         Ok(out)
+    }
+
+    /// Copies what the WAL holds into the database when anything was
+    /// committed since the last call (`PRAGMA wal_checkpoint(PASSIVE)`: it
+    /// never waits for readers). For a moment with no batch waiting.
+    pub fn checkpoint_when_idle(&mut self) -> Result<()> {
+        if !self.wal_written {
+            return Ok(());
+        }
+        self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        self.wal_written = false;
+        Ok(())
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).

@@ -92,7 +92,8 @@ impl StoreWorker {
                 }
             };
             let mut injected = Active::default();
-            while let Ok(job) = rx.recv() {
+            let mut next = rx.recv().ok();
+            while let Some(job) = next {
                 if faults.file().is_some() {
                     inject(&mut store, &faults, &mut injected);
                 }
@@ -100,6 +101,18 @@ impl StoreWorker {
                     tracing::error!("a store job panicked; its transaction was rolled back");
                     metrics.failure("panic");
                 }
+                next = match rx.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(mpsc::TryRecvError::Disconnected) => None,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        // Idle: the checkpoint runs now rather than inside a
+                        // later batch's commit.
+                        if let Err(e) = store.checkpoint_when_idle() {
+                            tracing::warn!(error = %e, "checkpoint of the store's WAL failed; retried when next idle");
+                        }
+                        rx.recv().ok()
+                    }
+                };
             }
             metrics.store_alive.store(false, Ordering::Relaxed);
         })?;

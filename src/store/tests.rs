@@ -135,3 +135,36 @@ fn usage_events_are_append_only() {
     assert!(s.execute_raw("UPDATE balances SET used = -1").is_err());
     assert!(s.execute_raw("UPDATE balances SET used = 100").is_ok());
 }
+
+/// A commit stays in the WAL (the automatic checkpoint is a far backstop)
+/// until the idle checkpoint copies it into the database file itself.
+#[test]
+fn idle_checkpoint_copies_the_wal_into_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let mut s = Store::open(&path).unwrap();
+    s.execute_raw("PRAGMA wal_checkpoint(TRUNCATE)").unwrap(); // the schema
+                                                               // The database file alone, ignoring the WAL.
+    let in_file = || -> i64 {
+        let uri = format!("file:{}?immutable=1", path.display());
+        let c = Connection::open_with_flags(
+            uri,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        c.query_row("SELECT count(*) FROM query_rights", [], |r| r.get(0))
+            .unwrap()
+    };
+    s.write(|tx| -> Result<()> {
+        tx.tx.execute(
+            "INSERT INTO query_rights (filer, ior, granted) VALUES ('ABC', '12-3456789AB', 1)",
+            [],
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(in_file(), 0, "committed to the WAL only");
+    s.checkpoint_when_idle().unwrap();
+    assert_eq!(in_file(), 1, "copied into the database file");
+    s.checkpoint_when_idle().unwrap();
+}
