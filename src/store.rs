@@ -228,14 +228,37 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Store {
     conn: Connection,
     password_rounds: u32,
-    /// A write committed since the last [`Store::checkpoint_when_idle`].
-    wal_written: bool,
 }
 
 /// WAL pages after which a commit copies the WAL into the database itself
-/// (SQLite's automatic checkpoint, here a backstop): the daemon checkpoints
-/// when its store thread goes idle, so that no batch waits for one.
+/// (SQLite's automatic checkpoint, here a backstop): the daemon's
+/// [`Checkpointer`] does it on its own connection, so no batch waits for one.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+
+/// A second connection that copies the WAL into the database
+/// (`PRAGMA wal_checkpoint(PASSIVE)`: it waits for no reader or writer),
+/// from its own thread, so that the writer's commits never do it.
+pub struct Checkpointer {
+    conn: Connection,
+}
+
+impl Checkpointer {
+    pub fn open(path: &Path) -> Result<Checkpointer> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_millis(100))?;
+        // The database file is synced once the WAL's frames are copied.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(Checkpointer { conn })
+    }
+
+    /// Copies what it can; returns the WAL's frames and how many of them are
+    /// now in the database. Nothing new in the WAL costs no write and no sync.
+    pub fn checkpoint(&self) -> Result<(i64, i64)> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))?)
+    }
+}
 
 /// Durability of commits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -292,7 +315,6 @@ impl Store {
         let mut store = Store {
             conn,
             password_rounds: PBKDF2_ROUNDS,
-            wal_written: false,
         };
         store.migrate()?;
         Ok(store)
@@ -340,20 +362,7 @@ impl Store {
         t.flush()?;
         drop(t);
         tx.commit().map_err(StoreError::from)?;
-        self.wal_written = true;
         Ok(out)
-    }
-
-    /// Copies what the WAL holds into the database when anything was
-    /// committed since the last call (`PRAGMA wal_checkpoint(PASSIVE)`: it
-    /// never waits for readers). For a moment with no batch waiting.
-    pub fn checkpoint_when_idle(&mut self) -> Result<()> {
-        if !self.wal_written {
-            return Ok(());
-        }
-        self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-        self.wal_written = false;
-        Ok(())
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).

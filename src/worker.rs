@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::fault::{Active, Faults};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Checkpointer, Store, StoreError};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
@@ -92,8 +92,13 @@ impl StoreWorker {
                 }
             };
             let mut injected = Active::default();
-            let mut next = rx.recv().ok();
-            while let Some(job) = next {
+            // The WAL is copied into the database by a thread of its own, on
+            // its own connection, so that no commit here waits for it.
+            let (stop_checkpoints, stopped) = mpsc::channel::<()>();
+            let checkpoints = std::thread::Builder::new()
+                .name("ecertd-checkpoint".into())
+                .spawn(move || checkpoint_loop(&db, stopped));
+            while let Ok(job) = rx.recv() {
                 if faults.file().is_some() {
                     inject(&mut store, &faults, &mut injected);
                 }
@@ -101,18 +106,13 @@ impl StoreWorker {
                     tracing::error!("a store job panicked; its transaction was rolled back");
                     metrics.failure("panic");
                 }
-                next = match rx.try_recv() {
-                    Ok(job) => Some(job),
-                    Err(mpsc::TryRecvError::Disconnected) => None,
-                    Err(mpsc::TryRecvError::Empty) => {
-                        // Idle: the checkpoint runs now rather than inside a
-                        // later batch's commit.
-                        if let Err(e) = store.checkpoint_when_idle() {
-                            tracing::warn!(error = %e, "checkpoint of the store's WAL failed; retried when next idle");
-                        }
-                        rx.recv().ok()
-                    }
-                };
+            }
+            drop(stop_checkpoints);
+            match checkpoints {
+                Ok(t) => {
+                    let _ = t.join();
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot start the checkpoint thread; commits checkpoint instead"),
             }
             metrics.store_alive.store(false, Ordering::Relaxed);
         })?;
@@ -134,6 +134,32 @@ impl StoreWorker {
     pub fn join(self) {
         drop(self.handle);
         let _ = self.thread.join();
+    }
+}
+
+/// How often the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints every [`CHECKPOINT_EVERY`] until `stop` is dropped. A failure
+/// is logged once, then again only after a success.
+fn checkpoint_loop(db: &std::path::Path, stop: mpsc::Receiver<()>) {
+    let checkpointer = match Checkpointer::open(db) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the checkpoint connection; commits checkpoint instead");
+            return;
+        }
+    };
+    let mut failing = false;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        match checkpointer.checkpoint() {
+            Ok(_) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "checkpoint of the store's WAL failed; retried");
+            }
+            Err(_) => {}
+        }
     }
 }
 

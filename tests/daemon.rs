@@ -525,3 +525,27 @@ fn drop_folder_replaced_by_a_link_is_not_scanned() {
     assert_eq!(s.entries("archive").len(), 1);
     assert!(d.terminate(Duration::from_secs(20)).success());
 }
+
+/// While the daemon runs, its checkpoint thread copies committed batches
+/// from the WAL into the database file itself (the writer's commits leave
+/// that to it).
+#[test]
+fn running_daemon_checkpoints_its_wal() {
+    let s = Spool::new();
+    let mut d = s.start(&[], &[]);
+    d.wait_log("ecertd serving", Duration::from_secs(20));
+    s.drop_file("ecert", "01-gt-certificates.txt", &data("01-gt-certificates.txt"));
+    wait_response(&s, "01-gt-certificates.txt");
+    // The database file alone, as a reader that ignores the WAL sees it.
+    let uri = format!("file:{}?immutable=1", s.root.join("ecertd.db").display());
+    let in_file = || -> i64 {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        rusqlite::Connection::open_with_flags(&uri, flags)
+            .and_then(|c| c.query_row("SELECT count(*) FROM certificates", [], |r| r.get(0)))
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(10), "certificates in the database file", || {
+        in_file() > 0
+    });
+    assert!(d.terminate(Duration::from_secs(20)).success());
+}

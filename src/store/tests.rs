@@ -137,14 +137,15 @@ fn usage_events_are_append_only() {
 }
 
 /// A commit stays in the WAL (the automatic checkpoint is a far backstop)
-/// until the idle checkpoint copies it into the database file itself.
+/// until the checkpointer copies it into the database file itself.
 #[test]
-fn idle_checkpoint_copies_the_wal_into_the_database() {
+fn checkpointer_copies_the_wal_into_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let mut s = Store::open(&path).unwrap();
-    s.execute_raw("PRAGMA wal_checkpoint(TRUNCATE)").unwrap(); // the schema
-                                                               // The database file alone, ignoring the WAL.
+    let checkpointer = Checkpointer::open(&path).unwrap();
+    checkpointer.checkpoint().unwrap(); // the schema
+                                        // The database file alone, ignoring the WAL.
     let in_file = || -> i64 {
         let uri = format!("file:{}?immutable=1", path.display());
         let c = Connection::open_with_flags(
@@ -164,7 +165,7 @@ fn idle_checkpoint_copies_the_wal_into_the_database() {
     })
     .unwrap();
     assert_eq!(in_file(), 0, "committed to the WAL only");
-    s.checkpoint_when_idle().unwrap();
+    let (frames, copied) = checkpointer.checkpoint().unwrap();
+    assert!(frames > 0 && copied == frames, "{frames} frames, {copied} copied");
     assert_eq!(in_file(), 1, "copied into the database file");
-    s.checkpoint_when_idle().unwrap();
 }
