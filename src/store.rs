@@ -1181,16 +1181,7 @@ impl Tx<'_> {
     }
 
     pub fn entry(&self, entry: &EntryNumber) -> Result<Option<EntryState>> {
-        Ok(self
-            .tx
-            .prepare_cached("SELECT version, deleted FROM entries WHERE filer = ?1 AND number = ?2")?
-            .query_row(params![entry.filer.as_str(), entry.digits_str()], |r| {
-                Ok(EntryState {
-                    version: r.get(0)?,
-                    deleted: r.get(1)?,
-                })
-            })
-            .optional()?)
+        Ok(self.entry_with_claims(entry)?.map(|(state, _)| state))
     }
 
     /// The entry on file with its claims in force, by line, in one read.
