@@ -561,7 +561,8 @@ fn ae(
         }
         None => (None, Vec::new()),
     };
-    let mut certs = HashMap::new();
+    // Small keys from one entry summary: a fast hash, not a keyed one.
+    let mut certs = rustc_hash::FxHashMap::default();
     for key in parsed.certificates() {
         if certs.contains_key(&key) {
             continue;

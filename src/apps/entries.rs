@@ -1,6 +1,6 @@
 //! AE → AX: entry summaries whose lines claim certificates (entry-summary.md).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::codes::Code;
 use crate::envelope::{Block, Problem, ResponseWriter};
@@ -387,7 +387,7 @@ pub fn evaluate(
     mut parsed: Parsed,
     state: Option<&EntryState>,
     old: &[Claim],
-    certs: &HashMap<(Country, CertificateNumber), CertLookup>,
+    certs: &FxHashMap<(Country, CertificateNumber), CertLookup>,
     business_date: Date,
 ) -> Decision {
     let l10 = layout::get("10");
@@ -406,7 +406,7 @@ pub fn evaluate(
         }
     }
     let replacing = parsed.action == Some(Action::Replace);
-    let mut old_on: HashMap<i64, Hundredths> = HashMap::new();
+    let mut old_on: FxHashMap<i64, Hundredths> = FxHashMap::default();
     if replacing {
         for c in old {
             let e = old_on.entry(c.certificate).or_default();
@@ -422,7 +422,7 @@ pub fn evaluate(
         problems: Vec<Code>,
     }
     let mut derived: Vec<Derived<'_>> = Vec::new();
-    let mut new_total: HashMap<i64, Hundredths> = HashMap::new();
+    let mut new_total: FxHashMap<i64, Hundredths> = FxHashMap::default();
     for claim in &parsed.claims {
         let mut d = Derived {
             claim,
@@ -464,7 +464,7 @@ pub fn evaluate(
     }
 
     // Second pass: the certificate's standing, then the balance.
-    let mut running: HashMap<i64, Hundredths> = HashMap::new();
+    let mut running: FxHashMap<i64, Hundredths> = FxHashMap::default();
     let mut applied = Vec::new();
     let mut debits = Vec::new();
     for d in &mut derived {
