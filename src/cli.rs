@@ -273,7 +273,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Process { file, channel } => {
             let input = open_input(&file)?;
             let mut store = ctx.open_store()?;
-            let mut engine = Engine::new(&mut store, ctx.business_date);
+            let mut engine = Engine::new(&mut store, ctx.business_date).with_lookahead()?;
             let mut session = Session::new(channel.into());
             let stdout = io::stdout();
             let mut out = BufWriter::new(stdout.lock());

@@ -127,6 +127,7 @@ impl From<EngineError> for Failure {
         match e {
             EngineError::Store(s) => s.into(),
             EngineError::Read(e) => Failure::Io(format!("reading input: {e}")),
+            e @ EngineError::Thread(_) => Failure::Io(e.to_string()),
         }
     }
 }

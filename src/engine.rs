@@ -10,6 +10,7 @@ use crate::apps::{self, certificates, entries, queries, Transactions};
 use crate::codes::Code;
 use crate::envelope::{self, App, Channel, Header, Problem, ResponseWriter, SenderKind};
 use crate::layout;
+use crate::lookahead::{Key, Lookahead};
 use crate::model::{Certificate, Sender, UsageEvent};
 use crate::record::{BatchReader, RawBatch};
 use crate::store::{InputBatch, Store, StoreError, Tx};
@@ -29,6 +30,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("reading input: {0}")]
     Read(#[from] std::io::Error),
+    #[error("starting the certificate reader thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// How a batch ended.
@@ -132,11 +135,34 @@ struct Prepared<'a> {
 pub struct Engine<'s> {
     store: &'s mut Store,
     business_date: Date,
+    lookahead: Option<Lookahead>,
+    /// Batches whose certificates the look-ahead read.
+    read_ahead: u64,
 }
 
 impl<'s> Engine<'s> {
     pub fn new(store: &'s mut Store, business_date: Date) -> Self {
-        Engine { store, business_date }
+        Engine {
+            store,
+            business_date,
+            lookahead: None,
+            read_ahead: 0,
+        }
+    }
+
+    /// How many batches had their certificates read by the look-ahead.
+    pub fn batches_read_ahead(&self) -> u64 {
+        self.read_ahead
+    }
+
+    /// Reads the certificates of each group's claims on a second connection
+    /// and thread while the group is evaluated ([`crate::lookahead`]). Worth
+    /// it for large groups; a store without a file has no second connection.
+    pub fn with_lookahead(mut self) -> Result<Self, EngineError> {
+        if let Some(reader) = self.store.certificate_reader()? {
+            self.lookahead = Some(Lookahead::start(reader).map_err(EngineError::Thread)?);
+        }
+        Ok(self)
     }
 
     pub fn store(&mut self) -> &mut Store {
@@ -290,17 +316,48 @@ impl<'s> Engine<'s> {
         let date = self.business_date;
         let destination = session.destination.clone();
         let channel = session.channel;
-        // The certificates the group's claims name, read in key order first:
-        // one forward walk of the index instead of a random probe per claim.
-        let mut keys: Vec<_> = prepared
+        // The certificates each batch's claims name.
+        let chunks: Vec<Vec<Key>> = prepared
             .iter()
-            .flat_map(|p| p.entries.iter().flatten())
-            .flat_map(|parsed| parsed.certificates())
+            .map(|p| {
+                p.entries
+                    .iter()
+                    .flatten()
+                    .flat_map(|parsed| parsed.certificates())
+                    .collect()
+            })
             .collect();
-        self.store.write(|tx| {
-            tx.prefetch_certificates(&mut keys)?;
+        // A group that changes certificate terms reads them only through
+        // its own transaction.
+        let changes_terms = prepared
+            .iter()
+            .any(|p| p.blocks.iter().any(|(_, t)| matches!(t, Transactions::Certificates(_))));
+        let claims = chunks.iter().any(|c| !c.is_empty());
+        let lookahead = self.lookahead.as_ref().filter(|_| claims && !changes_terms);
+        let mut read_ahead = 0;
+        let out = self.store.write(|tx| -> Result<Vec<BatchResult>, EngineError> {
+            // Started only now that the write transaction is held.
+            let mut answers = lookahead.and_then(|l| l.read(chunks.clone()));
+            if answers.is_none() {
+                // In key order first: one forward walk of the index instead
+                // of a random probe per claim.
+                tx.prefetch_certificates(&mut chunks.concat())?;
+            }
             let mut out = Vec::with_capacity(prepared.len());
             for (i, p) in prepared.into_iter().enumerate() {
+                if let Some(a) = &answers {
+                    let held = match a.next() {
+                        Some(f) => tx.hold_fetched(f)?,
+                        None => false,
+                    };
+                    if held {
+                        read_ahead += 1;
+                    } else {
+                        // The reader failed: the writer reads the rest itself.
+                        answers = None;
+                        tx.prefetch_certificates(&mut chunks[i..].concat())?;
+                    }
+                }
                 let result = run(tx, p, date)?;
                 if let Some(g) = &input {
                     let key = InputKey {
@@ -316,7 +373,9 @@ impl<'s> Engine<'s> {
                 tx.complete_input(g.claim, g.name, channel.name())?;
             }
             Ok(out)
-        })
+        })?;
+        self.read_ahead += read_ahead;
+        Ok(out)
     }
 
     /// Processes a whole stream, handing each committed response to `out`.

@@ -16,6 +16,7 @@ pub mod fault;
 pub mod gen;
 pub mod journal;
 pub mod layout;
+pub mod lookahead;
 pub mod metrics;
 pub mod model;
 pub mod net;

@@ -228,6 +228,8 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Store {
     conn: Connection,
     password_rounds: u32,
+    /// The database file; `None` for a private in-memory store.
+    path: Option<std::path::PathBuf>,
 }
 
 /// WAL pages after which a commit copies the WAL into the database itself
@@ -277,22 +279,22 @@ impl Store {
 
     pub fn open_with(path: &Path, sync: Sync) -> Result<Store> {
         let conn = Connection::open(path)?;
-        Store::setup(conn, sync, DEFAULT_BUSY_TIMEOUT)
+        Store::setup(conn, sync, DEFAULT_BUSY_TIMEOUT, Some(path))
     }
 
     /// Opens the store waiting at most `busy_timeout` for another process's
     /// lock, from the first statement (the migration) on.
     pub fn open_waiting(path: &Path, busy_timeout: Duration) -> Result<Store> {
         let conn = Connection::open(path)?;
-        Store::setup(conn, Sync::Full, busy_timeout)
+        Store::setup(conn, Sync::Full, busy_timeout, Some(path))
     }
 
     /// A private in-memory store, for tests and `ecertd check`-like tools.
     pub fn open_in_memory() -> Result<Store> {
-        Store::setup(Connection::open_in_memory()?, Sync::Full, DEFAULT_BUSY_TIMEOUT)
+        Store::setup(Connection::open_in_memory()?, Sync::Full, DEFAULT_BUSY_TIMEOUT, None)
     }
 
-    fn setup(conn: Connection, sync: Sync, busy_timeout: Duration) -> Result<Store> {
+    fn setup(conn: Connection, sync: Sync, busy_timeout: Duration, path: Option<&Path>) -> Result<Store> {
         conn.busy_timeout(busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(
@@ -303,9 +305,11 @@ impl Store {
                 Sync::Normal => "NORMAL",
             },
         )?;
-        // 64 MiB of page cache keeps the hot certificate and index pages
-        // resident, so a transaction does not spill or re-read them.
-        conn.pragma_update(None, "cache_size", -65_536)?;
+        // 48 MiB of page cache keeps a group's balance, event and index
+        // pages resident, so a transaction does not spill or re-read them.
+        // More measured no faster (certificate rows are read about once per
+        // group anyway) and counts against the memory budget.
+        conn.pragma_update(None, "cache_size", -49_152)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         // A WAL that grew under load is cut back to this size once checkpointed.
@@ -315,6 +319,7 @@ impl Store {
         let mut store = Store {
             conn,
             password_rounds: PBKDF2_ROUNDS,
+            path: path.map(Path::to_path_buf),
         };
         store.migrate()?;
         Ok(store)
@@ -363,6 +368,19 @@ impl Store {
         drop(t);
         tx.commit().map_err(StoreError::from)?;
         Ok(out)
+    }
+
+    /// A second connection to this store's file for reading certificates
+    /// ahead of the writer; `None` for an in-memory store.
+    pub fn certificate_reader(&self) -> Result<Option<CertificateReader>> {
+        let Some(path) = &self.path else { return Ok(None) };
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", -8_192)?;
+        conn.set_prepared_statement_cache_capacity(8);
+        rusqlite::vtab::array::load_module(&conn)?;
+        Ok(Some(CertificateReader { conn }))
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).
@@ -672,6 +690,8 @@ pub struct Tx<'c> {
     /// Query rights already written in this transaction.
     rights_known: std::cell::RefCell<std::collections::HashSet<(String, String)>>,
     ledger: std::cell::RefCell<Ledger>,
+    /// Whether this transaction added, replaced or cancelled a certificate.
+    terms_changed: std::cell::Cell<bool>,
 }
 
 impl<'c> Tx<'c> {
@@ -680,6 +700,7 @@ impl<'c> Tx<'c> {
             tx,
             rights_known: Default::default(),
             ledger: Default::default(),
+            terms_changed: Default::default(),
         }
     }
 }
@@ -852,6 +873,84 @@ macro_rules! cert_where {
 const CERT_BY_KEY: &str = cert_where!("c.country = ?1 AND c.number = ?2");
 const CERT_BY_ID: &str = cert_where!("c.id = ?1");
 const CERT_BY_NUMBERS: &str = cert_where!("c.country = ?1 AND c.number IN rarray(?2)");
+/// The terms alone, in the columns of `certificate_from_row` (balance and
+/// event count 0): what a [`CertificateReader`] reads.
+const TERMS_BY_NUMBERS: &str = "SELECT c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, 0, \
+    c.issued, c.expires, c.quota_year, c.ior, c.exporter, c.cancelled, 0 FROM certificates c \
+    WHERE c.country = ?1 AND c.number IN rarray(?2)";
+
+/// Reads the certificates of `keys` (sorted, without repeats) with their
+/// event counts, one statement per country; `sql` is `CERT_BY_NUMBERS` or
+/// `TERMS_BY_NUMBERS`.
+fn read_certificates(
+    conn: &Connection,
+    sql: &str,
+    keys: &[(Country, CertificateNumber)],
+    mut found: impl FnMut(Certificate, i64),
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    for run in keys.chunk_by(|a, b| a.0 == b.0) {
+        let numbers: rusqlite::vtab::array::Array = std::rc::Rc::new(
+            run.iter()
+                .map(|(_, n)| rusqlite::types::Value::Text(n.as_str().to_string()))
+                .collect(),
+        );
+        let mut rows = stmt.query(params![run[0].0.as_str(), numbers])?;
+        while let Some(r) = rows.next()? {
+            let cert = certificate_from_row(r)?.map_err(StoreError::Corrupt)?;
+            found(cert, r.get(14)?);
+        }
+    }
+    Ok(())
+}
+
+/// Certificates read by a [`CertificateReader`]: those of `keys` on file.
+#[derive(Debug)]
+pub struct Fetched {
+    keys: Vec<(Country, CertificateNumber)>,
+    /// Terms only: the writer reads the balances itself.
+    found: Vec<Certificate>,
+}
+
+/// A second, read-only connection that reads the certificates of a group's
+/// claims on another thread while the writer evaluates the group.
+///
+/// Its snapshot must begin while the writer holds the write transaction it
+/// reads for: no one else can commit then, and the writer's own changes are
+/// not visible, so it reads exactly the state that transaction started from.
+/// The writer's ledger overrides it for every certificate the writer has
+/// itself read or moved ([`Tx::hold_fetched`]).
+pub struct CertificateReader {
+    conn: Connection,
+}
+
+impl CertificateReader {
+    /// Runs `f` on one snapshot, taken before `f` runs.
+    pub fn snapshot<T>(&mut self, f: impl FnOnce(&ReaderSnapshot<'_>) -> T) -> Result<T> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        // A WAL read transaction takes its snapshot at its first read.
+        tx.query_row("SELECT count(*) FROM (SELECT 1 FROM balances LIMIT 1)", [], |_| Ok(()))?;
+        let out = f(&ReaderSnapshot { tx: &tx });
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+/// One snapshot of a [`CertificateReader`].
+pub struct ReaderSnapshot<'c> {
+    tx: &'c rusqlite::Transaction<'c>,
+}
+
+impl ReaderSnapshot<'_> {
+    /// The certificates of `keys` on file in this snapshot.
+    pub fn certificates(&self, mut keys: Vec<(Country, CertificateNumber)>) -> Result<Fetched> {
+        keys.sort_unstable();
+        keys.dedup();
+        let mut found = Vec::with_capacity(keys.len());
+        read_certificates(self.tx, TERMS_BY_NUMBERS, &keys, |cert, _| found.push(cert))?;
+        Ok(Fetched { keys, found })
+    }
+}
 
 /// Rows per statement of [`Tx::flush`].
 const FLUSH_ROWS: usize = 64;
@@ -1005,32 +1104,62 @@ impl Tx<'_> {
     /// statement per country walks the key index front to back, instead of
     /// one statement per claim.
     pub fn prefetch_certificates(&self, keys: &mut Vec<(Country, CertificateNumber)>) -> Result<()> {
-        {
-            let ledger = self.ledger.borrow();
-            keys.retain(|k| !ledger.by_key.contains_key(k));
-        }
+        let mut ledger = self.ledger.borrow_mut();
+        keys.retain(|k| !ledger.by_key.contains_key(k));
         keys.sort_unstable();
         keys.dedup();
-        let mut stmt = self.tx.prepare_cached(CERT_BY_NUMBERS)?;
-        for run in keys.chunk_by(|a, b| a.0 == b.0) {
-            let country = run[0].0;
-            let numbers: rusqlite::vtab::array::Array = std::rc::Rc::new(
-                run.iter()
-                    .map(|(_, n)| rusqlite::types::Value::Text(n.as_str().to_string()))
-                    .collect(),
-            );
-            let mut rows = stmt.query(params![country.as_str(), numbers])?;
-            let mut ledger = self.ledger.borrow_mut();
-            while let Some(r) = rows.next()? {
-                let cert = certificate_from_row(r)?.map_err(StoreError::Corrupt)?;
-                let events: i64 = r.get(14)?;
-                Tx::hold(&mut ledger, Some((cert, events)));
-            }
-            for key in run {
-                ledger.by_key.entry(*key).or_insert(None);
-            }
+        read_certificates(self.tx, CERT_BY_NUMBERS, keys, |cert, events| {
+            Tx::hold(&mut ledger, Some((cert, events)));
+        })?;
+        for key in keys.iter() {
+            ledger.by_key.entry(*key).or_insert(None);
         }
         Ok(())
+    }
+
+    /// Takes certificates read on another connection into the ledger, with
+    /// their balances read here. Their terms are those this transaction
+    /// started from (see [`CertificateReader`]); the ledger's own view of a
+    /// certificate, once it has one, wins. Refused (`false`, nothing taken)
+    /// once this transaction has changed certificate terms, which the other
+    /// connection cannot see.
+    pub fn hold_fetched(&self, fetched: Fetched) -> Result<bool> {
+        if self.terms_changed.get() {
+            return Ok(false);
+        }
+        let mut ledger = self.ledger.borrow_mut();
+        let mut new: Vec<Certificate> = fetched
+            .found
+            .into_iter()
+            .filter(|c| {
+                !ledger.by_key.contains_key(&(c.terms.country, c.terms.number)) && !ledger.held.contains_key(&c.id)
+            })
+            .collect();
+        new.sort_unstable_by_key(|c| c.id);
+        let ids: rusqlite::vtab::array::Array =
+            std::rc::Rc::new(new.iter().map(|c| rusqlite::types::Value::Integer(c.id)).collect());
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT certificate, used, events FROM balances WHERE certificate IN rarray(?1) ORDER BY certificate",
+        )?;
+        let mut rows = stmt.query([ids])?;
+        for mut cert in new {
+            let row = rows.next()?;
+            let (id, used, events): (i64, i64, i64) = match row {
+                Some(r) => (r.get(0)?, r.get(1)?, r.get(2)?),
+                None => (0, 0, 0),
+            };
+            if id != cert.id {
+                return Err(StoreError::Corrupt(format!("certificate {} without balance", cert.id)));
+            }
+            cert.used = Hundredths::new(
+                u64::try_from(used).map_err(|_| StoreError::Corrupt(format!("balance of certificate {id}")))?,
+            );
+            Tx::hold(&mut ledger, Some((cert, events)));
+        }
+        for key in fetched.keys {
+            ledger.by_key.entry(key).or_insert(None);
+        }
+        Ok(true)
     }
 
     /// Writes the ledger's pending usage events and moved balances: events
@@ -1093,6 +1222,7 @@ impl Tx<'_> {
     /// Writes what is pending and forgets certificate `id` (or key), before a
     /// statement that changes certificate rows behind the ledger's back.
     fn invalidate(&self, id: Option<i64>, key: Option<(Country, CertificateNumber)>) -> Result<()> {
+        self.terms_changed.set(true);
         self.flush()?;
         let mut ledger = self.ledger.borrow_mut();
         if let Some(id) = id {

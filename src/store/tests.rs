@@ -169,3 +169,73 @@ fn checkpointer_copies_the_wal_into_the_database() {
     assert!(frames > 0 && copied == frames, "{frames} frames, {copied} copied");
     assert_eq!(in_file(), 1, "copied into the database file");
 }
+
+/// What a [`CertificateReader`] fetched is the state the writer's
+/// transaction started from: the writer's own view of a certificate wins,
+/// balances come from the writer, a key not on file is remembered as such,
+/// and nothing is taken once the transaction has changed certificate terms.
+#[test]
+fn fetched_certificates_yield_to_the_writers_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let mut s = Store::open(&path).unwrap();
+    s.execute_raw(
+        "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
+         ior, exporter) VALUES
+         (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X'),
+         (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
+         INSERT INTO balances (certificate, certified, used, events) VALUES (1, 10000, 2500, 1), (2, 500, 100, 0);",
+    )
+    .unwrap();
+    let mut reader = s.certificate_reader().unwrap().unwrap();
+    let (au, nz) = (Country::from_stored("AU").unwrap(), Country::from_stored("NZ").unwrap());
+    let number = |n: &str| CertificateNumber::from_stored(n).unwrap();
+    let entry = EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), b"12345676").unwrap();
+    s.write(|tx| -> Result<()> {
+        // The writer moves C1 before the reader's answer is taken.
+        assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(2500));
+        tx.apply_entry(&EntryChange {
+            entry,
+            version: 1,
+            deleted: false,
+            ior: None,
+            credits: vec![],
+            debits: vec![ClaimChange {
+                line: 1,
+                certificate: 1,
+                quantity: Hundredths::new(1000),
+                version: 1,
+            }],
+            date: Date::from_ccyymmdd(20260316).unwrap(),
+        })?;
+        let keys = vec![(au, number("C1")), (nz, number("C2")), (au, number("C9"))];
+        let fetched = reader.snapshot(|snap| snap.certificates(keys))??;
+        assert_eq!(fetched.found.len(), 2);
+        assert!(tx.hold_fetched(fetched)?);
+        assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(3500));
+        let c2 = tx.certificate(nz, number("C2"))?.unwrap();
+        assert_eq!(
+            (c2.id, c2.used, c2.terms.exporter.as_str()),
+            (2, Hundredths::new(100), "Y")
+        );
+        assert!(tx.certificate(au, number("C9"))?.is_none());
+        Ok(())
+    })
+    .unwrap();
+    let used: i64 = s
+        .read(|tx| -> Result<_> {
+            Ok(tx
+                .tx
+                .query_row("SELECT used FROM balances WHERE certificate = 1", [], |r| r.get(0))?)
+        })
+        .unwrap();
+    assert_eq!(used, 3500);
+    s.write(|tx| -> Result<()> {
+        tx.cancel_certificate(2)?;
+        let fetched = reader.snapshot(|snap| snap.certificates(vec![(nz, number("C2"))]))??;
+        assert!(!tx.hold_fetched(fetched)?, "taken after a change of terms");
+        assert!(tx.certificate(nz, number("C2"))?.unwrap().cancelled);
+        Ok(())
+    })
+    .unwrap();
+}

@@ -1,0 +1,97 @@
+//! Reads the certificates of a group's claims on a second connection and a
+//! thread of its own while the writer evaluates the group, so that the
+//! look-ups (the largest part of a claim's cost) run on the other core.
+//!
+//! The writer starts a read only once it holds its write transaction (see
+//! [`CertificateReader`] for why that makes the reader's snapshot exact), and
+//! takes the answer batch by batch, in order, before evaluating each batch.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::store::{CertificateReader, Fetched, StoreError};
+use crate::types::{CertificateNumber, Country};
+
+pub type Key = (Country, CertificateNumber);
+
+/// How many answers the reader may be ahead of the writer.
+const AHEAD: usize = 4;
+
+struct Job {
+    chunks: Vec<Vec<Key>>,
+    answers: mpsc::SyncSender<Result<Fetched, StoreError>>,
+}
+
+/// The reading thread; it stops when this is dropped.
+pub struct Lookahead {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Lookahead {
+    pub fn start(mut reader: CertificateReader) -> std::io::Result<Lookahead> {
+        let (jobs, incoming) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("ecertd-lookahead".into())
+            .spawn(move || {
+                while let Ok(job) = incoming.recv() {
+                    let Job { chunks, answers } = job;
+                    let read = reader.snapshot(|snap| {
+                        for keys in chunks {
+                            let answer = snap.certificates(keys);
+                            let failed = answer.is_err();
+                            // A writer that has gone no longer wants the rest.
+                            if answers.send(answer).is_err() || failed {
+                                break;
+                            }
+                        }
+                    });
+                    if let Err(e) = read {
+                        let _ = answers.send(Err(e));
+                    }
+                }
+            })?;
+        Ok(Lookahead {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts reading the certificates of `chunks` (one per batch) on one
+    /// snapshot; the answers arrive in order. Call only while holding the
+    /// write transaction they are for. `None` when the thread is gone.
+    pub fn read(&self, chunks: Vec<Vec<Key>>) -> Option<Answers> {
+        let (answers, rx) = mpsc::sync_channel(AHEAD);
+        self.jobs.as_ref()?.send(Job { chunks, answers }).ok()?;
+        Some(Answers { rx })
+    }
+}
+
+impl Drop for Lookahead {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The answers of one [`Lookahead::read`], batch by batch.
+pub struct Answers {
+    rx: mpsc::Receiver<Result<Fetched, StoreError>>,
+}
+
+impl Answers {
+    /// The next batch's certificates; `None` when the reader failed or
+    /// stopped (the writer then reads them itself).
+    pub fn next(&self) -> Option<Fetched> {
+        match self.rx.recv() {
+            Ok(Ok(f)) => Some(f),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading certificates ahead failed; the writer reads them");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The certificate look-ahead (a second connection reading a group's
+//! certificates on its own thread) changes how fast `process` runs, never
+//! what it answers or what the ledger ends with.
+
+mod common;
+
+use common::*;
+use ecertd::engine::{Engine, Session};
+use ecertd::envelope::{Channel, SenderKind};
+use ecertd::gen::{self, EntryMix, Population, Rng, COUNTRIES};
+use ecertd::model::Sender;
+use ecertd::store::{Store, StoreError};
+use ecertd::types::Country;
+
+/// A store on disk holding the generated population, with its senders.
+fn populated(dir: &std::path::Path, name: &str, pop: &Population) -> Store {
+    let mut store = Store::open(&dir.join(name)).unwrap().with_password_rounds(1);
+    let countries = COUNTRIES.iter().map(|&(c, id)| (id, SenderKind::Country, Some(c)));
+    for (id, kind, country) in countries.chain([("ABC", SenderKind::Broker, None)]) {
+        let sender = Sender {
+            id: id.to_string(),
+            kind,
+            country: country.map(|c| Country::parse(c.as_bytes()).unwrap()),
+            filers: Vec::new(),
+        };
+        store.add_sender(&sender, &gen::password(id)).unwrap();
+    }
+    for c in 0..COUNTRIES.len() {
+        let mut gt = Vec::new();
+        gen::write_gt(&mut gt, pop, c, 10, "LA").unwrap();
+        let out = process(&mut store, Channel::Ecert, &gt);
+        assert!(!out.is_empty());
+    }
+    store
+}
+
+/// Responses of `input` processed in groups of `group` batches, and how many
+/// batches the look-ahead read for.
+fn run(store: &mut Store, input: &[u8], group: usize, lookahead: bool) -> (Vec<u8>, u64, u32, u32) {
+    let mut engine = Engine::new(store, business_date());
+    if lookahead {
+        engine = engine.with_lookahead().unwrap();
+    }
+    let mut session = Session::new(Channel::Abi);
+    let (mut out, mut accepted, mut rejected) = (Vec::new(), 0, 0);
+    engine
+        .process_stream(&mut session, input, group, |r| {
+            out.extend_from_slice(&r.response);
+            accepted += r.accepted;
+            rejected += r.rejected;
+            Ok(())
+        })
+        .unwrap();
+    (out, engine.batches_read_ahead(), accepted, rejected)
+}
+
+/// Every certificate's balance and usage history.
+fn ledger(store: &mut Store, certificates: u64) -> Vec<String> {
+    store
+        .read(|tx| -> Result<_, StoreError> {
+            assert!(tx.ledger_mismatches()?.is_empty());
+            (1..=certificates as i64)
+                .map(|id| {
+                    let c = tx.certificate_by_id(id)?.unwrap();
+                    Ok(format!("{id} {} {:?}", c.used, tx.usage_events(id)?))
+                })
+                .collect()
+        })
+        .unwrap()
+}
+
+#[test]
+fn lookahead_answers_and_books_exactly_as_the_writer_alone() {
+    // Few certificates of three claims each: entries in the same group claim
+    // the same certificates, and many claims find them used up.
+    let pop = Population {
+        certificates: 48,
+        per_ior: 4,
+        certified: 3_000,
+    };
+    let mix = EntryMix {
+        entries: 300,
+        entries_per_batch: 6,
+        max_lines: 4,
+        refused_share: 0.2,
+        claim: 1_000,
+        first_number: 1,
+    };
+    let mut ae = Vec::new();
+    let counts = gen::write_ae(&mut ae, &pop, &mix, &mut Rng::new(11), "LA").unwrap();
+    assert_eq!(counts.batches, 50);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut ahead = populated(dir.path(), "ahead.db", &pop);
+    let mut alone = populated(dir.path(), "alone.db", &pop);
+    let (with, read_ahead, accepted, rejected) = run(&mut ahead, &ae, 8, true);
+    let (without, none, ..) = run(&mut alone, &ae, 8, false);
+
+    assert_eq!(read_ahead, 50, "every batch's certificates read ahead");
+    assert_eq!(none, 0);
+    assert!(
+        accepted > 50 && rejected > 50,
+        "{accepted} accepted, {rejected} refused"
+    );
+    assert_bytes_eq(&with, &without, "responses with and without the look-ahead");
+    assert_eq!(
+        ledger(&mut ahead, pop.certificates),
+        ledger(&mut alone, pop.certificates)
+    );
+}
+
+#[test]
+fn a_store_in_memory_runs_without_lookahead() {
+    let pop = Population {
+        certificates: 8,
+        per_ior: 4,
+        certified: 3_000,
+    };
+    let mix = EntryMix {
+        entries: 12,
+        entries_per_batch: 4,
+        max_lines: 2,
+        refused_share: 0.0,
+        claim: 1_000,
+        first_number: 1,
+    };
+    let mut store = store_with(&[("ABC", SenderKind::Broker, None, "PWABC1")]);
+    let mut ae = Vec::new();
+    gen::write_ae(&mut ae, &pop, &mix, &mut Rng::new(1), "LA").unwrap();
+    let (out, read_ahead, ..) = run(&mut store, &ae, 8, true);
+    assert_eq!(read_ahead, 0);
+    assert!(!out.is_empty());
+}
