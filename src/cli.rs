@@ -273,11 +273,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Process { file, channel } => {
             let input = open_input(&file)?;
             let mut store = ctx.open_store()?;
-            let mut engine = Engine::new(&mut store, ctx.business_date).with_lookahead()?;
+            // Warnings (a failed look-ahead read) go to stderr.
+            crate::daemon::init_logging(&settings);
+            let mut engine = Engine::new(&mut store, ctx.business_date);
+            if settings.lookahead {
+                engine = engine.with_lookahead()?;
+            }
             let mut session = Session::new(channel.into());
             let stdout = io::stdout();
             let mut out = BufWriter::new(stdout.lock());
             engine.process_stream(&mut session, input, 256, |r| out.write_all(&r.response))?;
+            tracing::debug!(batches = engine.batches_read_ahead(), "certificates read ahead");
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }

@@ -17,6 +17,7 @@
 //! | `max_file_bytes` | `ECERTD_MAX_FILE_BYTES` | | 67108864 | larger drop files are refused |
 //! | `poll_interval_ms` | `ECERTD_POLL_INTERVAL_MS` | | 2000 | rescan period of the drop folders |
 //! | `group_batches` | `ECERTD_GROUP_BATCHES` | | 64 | batches of a file committed per transaction |
+//! | `lookahead` | `ECERTD_LOOKAHEAD` | | `true` | `process` reads certificates on a second thread (`false` on one core) |
 //! | `retry_max_ms` | `ECERTD_RETRY_MAX_MS` | | 60000 | longest back-off before retrying a failed file |
 //! | `max_connections` | `ECERTD_MAX_CONNECTIONS` | | 64 | concurrent TCP connections |
 //! | `max_batch_bytes` | `ECERTD_MAX_BATCH_BYTES` | | 8388608 | bytes of one TCP batch |
@@ -58,6 +59,9 @@ pub struct Settings {
     pub max_file_bytes: u64,
     pub poll_interval: Duration,
     pub group_batches: usize,
+    /// Whether `process` reads each group's certificates on a second
+    /// connection and thread ([`crate::lookahead`]).
+    pub lookahead: bool,
     pub retry_max: Duration,
     pub max_connections: usize,
     pub max_batch_bytes: usize,
@@ -83,6 +87,7 @@ impl Default for Settings {
             max_file_bytes: 64 << 20,
             poll_interval: Duration::from_millis(2000),
             group_batches: 64,
+            lookahead: true,
             retry_max: Duration::from_secs(60),
             max_connections: 64,
             max_batch_bytes: 8 << 20,
@@ -145,6 +150,7 @@ pub const KEYS: &[&str] = &[
     "max_file_bytes",
     "poll_interval_ms",
     "group_batches",
+    "lookahead",
     "retry_max_ms",
     "max_connections",
     "max_batch_bytes",
@@ -194,6 +200,18 @@ impl Raw<'_> {
         }
         Ok(v)
     }
+
+    fn boolean(&self) -> Result<bool, String> {
+        match self {
+            Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
+            Raw::Toml(v) => Err(format!("expected true or false, found {}", v.type_str())),
+            Raw::Text(s) => match s.trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                other => Err(format!("{other:?} is not true or false")),
+            },
+        }
+    }
 }
 
 fn path_value(raw: &Raw<'_>, base: Option<&Path>) -> Result<PathBuf, String> {
@@ -241,6 +259,7 @@ impl Settings {
             "max_file_bytes" => self.max_file_bytes = raw.integer(1, 1 << 40)?,
             "poll_interval_ms" => self.poll_interval = Duration::from_millis(raw.integer(10, DAY_MS)?),
             "group_batches" => self.group_batches = raw.integer(1, 10_000)? as usize,
+            "lookahead" => self.lookahead = raw.boolean()?,
             "retry_max_ms" => self.retry_max = Duration::from_millis(raw.integer(10, DAY_MS)?),
             "max_connections" => self.max_connections = raw.integer(1, 100_000)? as usize,
             "max_batch_bytes" => self.max_batch_bytes = raw.integer(1024, 1 << 32)? as usize,

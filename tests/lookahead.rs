@@ -131,3 +131,63 @@ fn a_store_in_memory_runs_without_lookahead() {
     assert_eq!(read_ahead, 0);
     assert!(!out.is_empty());
 }
+
+/// Through the binary: `lookahead` on (the default) and off answer the same
+/// bytes, and only the default reads ahead.
+#[test]
+fn process_reads_ahead_unless_configured_off() {
+    let pop = Population {
+        certificates: 16,
+        per_ior: 4,
+        certified: 3_000,
+    };
+    let mix = EntryMix {
+        entries: 40,
+        entries_per_batch: 5,
+        max_lines: 3,
+        refused_share: 0.2,
+        claim: 1_000,
+        first_number: 1,
+    };
+    let senders: Vec<SenderSpec> = vec![
+        ("AU1", SenderKind::Country, Some("AU"), "PWAU01"),
+        ("NZ1", SenderKind::Country, Some("NZ"), "PWNZ01"),
+        ("UY1", SenderKind::Country, Some("UY"), "PWUY01"),
+        ("AR1", SenderKind::Country, Some("AR"), "PWAR01"),
+        ("ABC", SenderKind::Broker, None, "PWABC1"),
+    ];
+    let mut ae = Vec::new();
+    gen::write_ae(&mut ae, &pop, &mix, &mut Rng::new(5), "LB").unwrap();
+    let answers: Vec<(Vec<u8>, String)> = ["true", "false"]
+        .iter()
+        .map(|setting| {
+            let bin = Bin::with_senders(&senders);
+            for c in 0..COUNTRIES.len() {
+                let mut gt = Vec::new();
+                gen::write_gt(&mut gt, &pop, c, 4, "LB").unwrap();
+                bin.process(&bin.write(&format!("gt-{c}.txt"), &gt), Channel::Ecert);
+            }
+            let file = bin.write("ae.txt", &ae);
+            let out = bin
+                .command()
+                .env("ECERTD_LOOKAHEAD", setting)
+                .env("ECERTD_LOG_LEVEL", "ecertd=debug")
+                .args(["process", file.to_str().unwrap(), "--channel", "abi"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            (out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+        .collect();
+    assert_bytes_eq(&answers[0].0, &answers[1].0, "responses with lookahead on and off");
+    assert!(
+        answers[0].1.contains("certificates read ahead batches=8"),
+        "{}",
+        answers[0].1
+    );
+    assert!(
+        answers[1].1.contains("certificates read ahead batches=0"),
+        "{}",
+        answers[1].1
+    );
+}

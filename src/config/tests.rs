@@ -23,7 +23,31 @@ fn defaults() {
     let s = Settings::load_with_env(&flags, env(&[])).unwrap();
     assert_eq!(s.db, d.path().join("none/ecertd.db"));
     assert_eq!(s.max_file_bytes, 64 << 20);
+    assert!(s.lookahead);
     assert!(s.config_file.is_none());
+}
+
+#[test]
+fn lookahead_is_a_boolean_in_file_and_environment() {
+    let d = tempfile::tempdir().unwrap();
+    let flags = Flags {
+        config: Some(write(d.path(), "lookahead = false\n")),
+        ..Flags::default()
+    };
+    assert!(!Settings::load_with_env(&flags, env(&[])).unwrap().lookahead);
+    let on = Settings::load_with_env(&flags, env(&[("ECERTD_LOOKAHEAD", "true")])).unwrap();
+    assert!(on.lookahead, "the environment wins over the file");
+    let e = Settings::load_with_env(&Flags::default(), env(&[("ECERTD_LOOKAHEAD", "1")])).unwrap_err();
+    assert_eq!(
+        (e.key.as_str(), e.message.as_str()),
+        ("lookahead", "\"1\" is not true or false")
+    );
+    let flags = Flags {
+        config: Some(write(d.path(), "lookahead = \"no\"\n")),
+        ..Flags::default()
+    };
+    let e = Settings::load_with_env(&flags, env(&[])).unwrap_err();
+    assert_eq!(e.message, "expected true or false, found string");
 }
 
 #[test]
