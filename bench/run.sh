@@ -20,6 +20,8 @@
 #            "the obvious approach" (per claim SELECT, UPDATE, INSERT; COMMIT every 1,000
 #            claims) on a copy of the same store, same file. The store is restored from a
 #            snapshot before every run (hyperfine --prepare, then `sync`).
+#            Also in the same run: `process` with `lookahead = false` (one thread), whose
+#            responses must be byte-identical.
 #   latency  `ecertd serve` on a copy of the claims store; benches/drop_latency.rs drops
 #            one-entry AE files one at a time into inbound/abi/ (`.name`, then rename)
 #            at 100 per second, open loop, and times rename → response in
@@ -225,7 +227,10 @@ if want claims; then
         --export-json "$RES/claims.json" --export-markdown "$RES/claims.md" \
         -n ecertd "$ECERTD --db $W process $CLAIMS_AE --channel abi > $WORK/claims.resp" \
         -n baseline "$BASELINE --db $W --input $CLAIMS_AE > $RES/claims-baseline-last.txt" \
+        -n one-thread "ECERTD_LOOKAHEAD=false $ECERTD --db $W process $CLAIMS_AE --channel abi > $WORK/claims-one.resp" \
         > "$RES/claims.txt" 2>&1
+    cmp -s "$WORK/claims.resp" "$WORK/claims-one.resp" ||
+        { echo "bench/run.sh: process answered differently without the look-ahead" >&2; exit 1; }
     ours=$(grep -c '^E1 IC00' "$WORK/claims.resp" || true)
     base=$(kv "$RES/claims-baseline-last.txt" claims_accepted)
     t_ours=$(hf "$RES/claims.json" median 0)
@@ -234,6 +239,7 @@ if want claims; then
         echo "accepted claims: ecertd $ours, baseline $base"
         echo "ecertd: median $t_ours s, user $(hf "$RES/claims.json" user 0) s, system $(hf "$RES/claims.json" system 0) s (means)"
         echo "baseline: median $t_base s, user $(hf "$RES/claims.json" user 1) s, system $(hf "$RES/claims.json" system 1) s (means)"
+        echo "one-thread (lookahead=false): median $(hf "$RES/claims.json" median 2) s, user $(hf "$RES/claims.json" user 2) s, system $(hf "$RES/claims.json" system 2) s (means)"
         echo "response batches: $(grep -c '^A' "$WORK/claims.resp" || true), entries accepted: $(grep -c '^E1A' "$WORK/claims.resp" || true)"
     } > "$RES/claims-counts.txt"
     r_ours=$(calc %.0f "$ours / $t_ours")
@@ -241,6 +247,9 @@ if want claims; then
     row "claims: \`ecertd process\`, $ours claims, $CLAIM_CERTS certificates, sync=FULL" "$r_ours claims/s" \
         "$r_base claims/s (obvious approach)" "$(calc %.2f "$r_ours / $r_base")" "≥ 250,000/s and ≥ 8×" \
         "ecertd --db claims.db process $CLAIMS_AE --channel abi"
+    r_one=$(calc %.0f "$ours / $(hf "$RES/claims.json" median 2)")
+    row "claims, one thread (\`lookahead = false\`)" "$r_one claims/s" "$r_base claims/s (obvious approach)" \
+        "$(calc %.2f "$r_one / $r_base")" "–" "ECERTD_LOOKAHEAD=false ecertd --db claims.db process ..."
 fi
 
 # ---- c. latency --------------------------------------------------------------
