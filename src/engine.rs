@@ -764,3 +764,6 @@ fn answer(rec: &[u8], importer: bool, found: &[(Certificate, Vec<UsageEvent>)], 
         queries::render_certificate(cert, events, date, w);
     }
 }
+
+#[cfg(test)]
+mod tests;

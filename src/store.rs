@@ -224,6 +224,9 @@ pub const PBKDF2_ROUNDS: u32 = 10_000;
 /// How long a write waits for another process's lock unless told otherwise.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a [`CertificateReader`] waits for a lock.
+const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// A connection to the store.
 pub struct Store {
     conn: Connection,
@@ -373,14 +376,7 @@ impl Store {
     /// A second connection to this store's file for reading certificates
     /// ahead of the writer; `None` for an in-memory store.
     pub fn certificate_reader(&self) -> Result<Option<CertificateReader>> {
-        let Some(path) = &self.path else { return Ok(None) };
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "query_only", true)?;
-        conn.pragma_update(None, "cache_size", -8_192)?;
-        conn.set_prepared_statement_cache_capacity(8);
-        rusqlite::vtab::array::load_module(&conn)?;
-        Ok(Some(CertificateReader { conn }))
+        self.path.as_deref().map(CertificateReader::open).transpose()
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).
@@ -925,6 +921,20 @@ pub struct CertificateReader {
 }
 
 impl CertificateReader {
+    /// A reader of the database at `path`, which must be the writer's.
+    pub(crate) fn open(path: &Path) -> Result<CertificateReader> {
+        let conn = Connection::open(path)?;
+        // The writer waits for this reader's answers: a reader kept waiting
+        // (a WAL recovery by another process) gives up soon, and the writer
+        // then reads the certificates itself.
+        conn.busy_timeout(READER_BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", -8_192)?;
+        conn.set_prepared_statement_cache_capacity(8);
+        rusqlite::vtab::array::load_module(&conn)?;
+        Ok(CertificateReader { conn })
+    }
+
     /// Runs `f` on one snapshot, taken before `f` runs.
     pub fn snapshot<T>(&mut self, f: impl FnOnce(&ReaderSnapshot<'_>) -> T) -> Result<T> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
