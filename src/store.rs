@@ -231,6 +231,9 @@ const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct Store {
     conn: Connection,
     password_rounds: u32,
+    /// The last write transaction's ledger, emptied: the next one reuses its
+    /// tables instead of growing (and faulting in) new ones.
+    spare_ledger: Ledger,
     /// The database file; `None` for a private in-memory store.
     path: Option<std::path::PathBuf>,
 }
@@ -322,6 +325,7 @@ impl Store {
         let mut store = Store {
             conn,
             password_rounds: PBKDF2_ROUNDS,
+            spare_ledger: Ledger::default(),
             path: path.map(Path::to_path_buf),
         };
         store.migrate()?;
@@ -361,15 +365,18 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        let ledger = std::mem::take(&mut self.spare_ledger);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let t = Tx::new(&tx);
+        let t = Tx::new(&tx, ledger);
         let out = f(&t)?;
         t.flush()?;
-        drop(t);
+        let mut ledger = t.ledger.into_inner();
         tx.commit().map_err(StoreError::from)?;
+        ledger.clear();
+        self.spare_ledger = ledger;
         Ok(out)
     }
 
@@ -388,7 +395,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(StoreError::from)?;
-        let out = f(&Tx::new(&tx))?;
+        let out = f(&Tx::new(&tx, Ledger::default()))?;
         tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
@@ -691,11 +698,11 @@ pub struct Tx<'c> {
 }
 
 impl<'c> Tx<'c> {
-    fn new(tx: &'c rusqlite::Transaction<'c>) -> Self {
+    fn new(tx: &'c rusqlite::Transaction<'c>, ledger: Ledger) -> Self {
         Tx {
             tx,
             rights_known: Default::default(),
-            ledger: Default::default(),
+            ledger: std::cell::RefCell::new(ledger),
             terms_changed: Default::default(),
         }
     }
@@ -717,6 +724,23 @@ struct Ledger {
     pending: Vec<PendingEvent>,
     /// Certificates whose balance moved since the last flush.
     dirty: Vec<i64>,
+}
+
+impl Ledger {
+    /// Empties it, keeping its tables' capacity. (Destructured, so that a
+    /// new field cannot be forgotten here and outlive its transaction.)
+    fn clear(&mut self) {
+        let Ledger {
+            by_key,
+            held,
+            pending,
+            dirty,
+        } = self;
+        by_key.clear();
+        held.clear();
+        pending.clear();
+        dirty.clear();
+    }
 }
 
 struct Held {
@@ -1118,6 +1142,8 @@ impl Tx<'_> {
         keys.retain(|k| !ledger.by_key.contains_key(k));
         keys.sort_unstable();
         keys.dedup();
+        ledger.by_key.reserve(keys.len());
+        ledger.held.reserve(keys.len());
         read_certificates(self.tx, CERT_BY_NUMBERS, keys, |cert, events| {
             Tx::hold(&mut ledger, Some((cert, events)));
         })?;

@@ -239,3 +239,29 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
     })
     .unwrap();
 }
+
+/// A write transaction's ledger is the truth only until its commit: the
+/// next transaction reuses its tables, not what they held.
+#[test]
+fn the_next_transaction_reads_certificates_afresh() {
+    let mut s = Store::open_in_memory().unwrap();
+    s.execute_raw(
+        "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
+         ior, exporter) VALUES (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X');
+         INSERT INTO balances (certificate, certified) VALUES (1, 10000);",
+    )
+    .unwrap();
+    let au = Country::from_stored("AU").unwrap();
+    let c1 = CertificateNumber::from_stored("C1").unwrap();
+    let used = |s: &mut Store| {
+        s.write(|tx| -> Result<_> { Ok(tx.certificate(au, c1)?.unwrap().used) })
+            .unwrap()
+    };
+    assert_eq!(used(&mut s), Hundredths::ZERO);
+    s.execute_raw("UPDATE balances SET used = 500 WHERE certificate = 1")
+        .unwrap();
+    assert_eq!(used(&mut s), Hundredths::new(500));
+    s.execute_raw("UPDATE balances SET used = 700 WHERE certificate = 1")
+        .unwrap();
+    assert_eq!(used(&mut s), Hundredths::new(700));
+}
