@@ -277,7 +277,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::daemon::init_logging(&settings);
             let mut engine = Engine::new(&mut store, ctx.business_date);
             if settings.lookahead {
-                engine = engine.with_lookahead()?;
+                engine = engine.with_lookahead();
             }
             let mut session = Session::new(channel.into());
             let stdout = io::stdout();

@@ -17,7 +17,7 @@
 //! | `max_file_bytes` | `ECERTD_MAX_FILE_BYTES` | | 67108864 | larger drop files are refused |
 //! | `poll_interval_ms` | `ECERTD_POLL_INTERVAL_MS` | | 2000 | rescan period of the drop folders |
 //! | `group_batches` | `ECERTD_GROUP_BATCHES` | | 64 | batches of a file committed per transaction |
-//! | `lookahead` | `ECERTD_LOOKAHEAD` | | `true` | `process` reads certificates on a second thread (`false` on one core) |
+//! | `lookahead` | `ECERTD_LOOKAHEAD` | | `true` | large groups read certificates on a second thread (`false` on one core) |
 //! | `retry_max_ms` | `ECERTD_RETRY_MAX_MS` | | 60000 | longest back-off before retrying a failed file |
 //! | `max_connections` | `ECERTD_MAX_CONNECTIONS` | | 64 | concurrent TCP connections |
 //! | `max_batch_bytes` | `ECERTD_MAX_BATCH_BYTES` | | 8388608 | bytes of one TCP batch |
@@ -59,8 +59,8 @@ pub struct Settings {
     pub max_file_bytes: u64,
     pub poll_interval: Duration,
     pub group_batches: usize,
-    /// Whether `process` reads each group's certificates on a second
-    /// connection and thread ([`crate::lookahead`]).
+    /// Whether large groups read their certificates on a second connection
+    /// and thread ([`crate::lookahead`]).
     pub lookahead: bool,
     pub retry_max: Duration,
     pub max_connections: usize,

@@ -59,6 +59,9 @@ use crate::worker::{StoreHandle, StoreWorker};
 const CLAIM_ROUND: usize = 1024;
 /// Records per transaction at most, whatever `group_batches` says.
 const GROUP_RECORDS: usize = 100_000;
+/// Records from which a group reads its certificates ahead on a second
+/// connection and thread (setting `lookahead`).
+const LOOKAHEAD_RECORDS: usize = 2_000;
 
 /// The business date of a batch processed now.
 pub fn business_date(fixed: Option<Date>) -> Date {
@@ -127,7 +130,6 @@ impl From<EngineError> for Failure {
         match e {
             EngineError::Store(s) => s.into(),
             EngineError::Read(e) => Failure::Io(format!("reading input: {e}")),
-            e @ EngineError::Thread(_) => Failure::Io(e.to_string()),
         }
     }
 }
@@ -613,12 +615,22 @@ impl SpoolLoop {
             }
             let last = next.is_none();
             let (id, name, date, first) = (claim.id.clone(), claim.name.clone(), self.date(), index);
+            // A small group (the usual file of one batch) is not worth a
+            // hand-off to another thread.
+            let read_ahead = self.settings.lookahead && records >= LOOKAHEAD_RECORDS;
             let (s, results) = self.store.call_blocking(move |s| {
-                let r = Engine::new(s, date).process_input_group(&mut session, &group, &id, &name, first, last);
-                (session, r)
+                let mut engine = Engine::new(s, date);
+                if read_ahead {
+                    engine = engine.with_lookahead();
+                }
+                let r = engine.process_input_group(&mut session, &group, &id, &name, first, last);
+                (session, r.map(|r| (r, engine.batches_read_ahead())))
             })?;
             session = s;
-            let results = results?;
+            let (results, batches_read_ahead) = results?;
+            if batches_read_ahead > 0 {
+                tracing::debug!(claim = %claim.id, batches = batches_read_ahead, "certificates read ahead");
+            }
             index += results.len() as u64;
             for r in &results {
                 self.count(r);

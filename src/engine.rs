@@ -30,8 +30,6 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("reading input: {0}")]
     Read(#[from] std::io::Error),
-    #[error("starting the certificate reader thread: {0}")]
-    Thread(std::io::Error),
 }
 
 /// How a batch ended.
@@ -158,11 +156,18 @@ impl<'s> Engine<'s> {
     /// Reads the certificates of each group's claims on a second connection
     /// and thread while the group is evaluated ([`crate::lookahead`]). Worth
     /// it for large groups; a store without a file has no second connection.
-    pub fn with_lookahead(mut self) -> Result<Self, EngineError> {
-        if let Some(reader) = self.store.certificate_reader()? {
-            self.lookahead = Some(Lookahead::start(reader).map_err(EngineError::Thread)?);
+    /// Speed only: when the reader cannot start, the writer reads alone.
+    pub fn with_lookahead(mut self) -> Self {
+        let started = self
+            .store
+            .certificate_reader()
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map(Lookahead::start).transpose().map_err(|e| e.to_string()));
+        match started {
+            Ok(lookahead) => self.lookahead = lookahead,
+            Err(e) => tracing::warn!(error = %e, "certificate look-ahead not started; the writer reads alone"),
         }
-        Ok(self)
+        self
     }
 
     pub fn store(&mut self) -> &mut Store {

@@ -39,7 +39,7 @@ fn populated(dir: &std::path::Path, name: &str, pop: &Population) -> Store {
 fn run(store: &mut Store, input: &[u8], group: usize, lookahead: bool) -> (Vec<u8>, u64, u32, u32) {
     let mut engine = Engine::new(store, business_date());
     if lookahead {
-        engine = engine.with_lookahead().unwrap();
+        engine = engine.with_lookahead();
     }
     let mut session = Session::new(Channel::Abi);
     let (mut out, mut accepted, mut rejected) = (Vec::new(), 0, 0);
