@@ -358,7 +358,8 @@ impl<'s> Engine<'s> {
                     if held {
                         read_ahead += 1;
                     } else {
-                        // The reader failed: the writer reads the rest itself.
+                        // The reader failed (or this transaction changed
+                        // terms): the writer reads the rest itself.
                         answers = None;
                         tx.prefetch_certificates(&mut chunks[i..].concat())?;
                     }
