@@ -870,34 +870,47 @@ fn event_from_row(r: &rusqlite::Row<'_>, at: usize, certificate: i64) -> Result<
     }))
 }
 
-/// The columns `certificate_from_row` reads, from `certificates c JOIN balances b`.
+/// The columns `certificate_from_row` reads; `$used` is the balance column
+/// (`b.used` from `certificates c JOIN balances b`).
 macro_rules! cert_columns {
-    () => {
-        "c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, b.used, c.issued, c.expires, \
-         c.quota_year, c.ior, c.exporter, c.cancelled"
+    ($used:literal) => {
+        concat!(
+            "c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, ",
+            $used,
+            ", c.issued, c.expires, c.quota_year, c.ior, c.exporter, c.cancelled"
+        )
     };
 }
-const CERT_COLUMNS: &str = cert_columns!();
+const CERT_COLUMNS: &str = cert_columns!("b.used");
 
 /// A certificate with its event count (column 14) `WHERE …`.
 macro_rules! cert_where {
-    ($filter:literal) => {
+    ($filter:expr) => {
         concat!(
             "SELECT ",
-            cert_columns!(),
+            cert_columns!("b.used"),
             ", b.events FROM certificates c JOIN balances b ON b.certificate = c.id WHERE ",
             $filter
         )
     };
 }
+/// The certificates of one country whose numbers are in an array.
+macro_rules! by_numbers {
+    () => {
+        "c.country = ?1 AND c.number IN rarray(?2)"
+    };
+}
 const CERT_BY_KEY: &str = cert_where!("c.country = ?1 AND c.number = ?2");
 const CERT_BY_ID: &str = cert_where!("c.id = ?1");
-const CERT_BY_NUMBERS: &str = cert_where!("c.country = ?1 AND c.number IN rarray(?2)");
+const CERT_BY_NUMBERS: &str = cert_where!(by_numbers!());
 /// The terms alone, in the columns of `certificate_from_row` (balance and
 /// event count 0): what a [`CertificateReader`] reads.
-const TERMS_BY_NUMBERS: &str = "SELECT c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, 0, \
-    c.issued, c.expires, c.quota_year, c.ior, c.exporter, c.cancelled, 0 FROM certificates c \
-    WHERE c.country = ?1 AND c.number IN rarray(?2)";
+const TERMS_BY_NUMBERS: &str = concat!(
+    "SELECT ",
+    cert_columns!("0"),
+    ", 0 FROM certificates c WHERE ",
+    by_numbers!()
+);
 
 /// Reads the certificates of `keys` (sorted, without repeats) with their
 /// event counts, one statement per country; `sql` is `CERT_BY_NUMBERS` or
