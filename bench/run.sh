@@ -21,7 +21,10 @@
 #            claims) on a copy of the same store, same file. The store is restored from a
 #            snapshot before every run (hyperfine --prepare, then `sync`).
 #            Also in the same run: `process` with `lookahead = false` (one thread), whose
-#            responses must be byte-identical.
+#            responses must be byte-identical; and benches/claims_floor.rs, the store's own
+#            statements for the same file timed alone (read, write, commit; median of
+#            $BENCH_RUNS runs), as one thread, as two threads (read beside write + commit),
+#            and with events appended unordered: how fast any program on this store could be.
 #   latency  `ecertd serve` on a copy of the claims store; benches/drop_latency.rs drops
 #            one-entry AE files one at a time into inbound/abi/ (`.name`, then rename)
 #            at 100 per second, open loop, and times rename → response in
@@ -128,7 +131,7 @@ bench_exe() {
 BIN=$WORK/bin
 rm -rf "$BIN" && mkdir -p "$BIN"
 for b in ecertd ecertd-gen; do cp "$REPO/target/release/$b" "$BIN/$b"; done
-for b in claims_baseline drop_latency query_latency; do
+for b in claims_baseline claims_floor drop_latency query_latency; do
     exe=$(bench_exe "$b")
     [[ -x $exe ]] || { echo "bench/run.sh: could not build benches/$b.rs (cargo bench --no-run)" >&2; exit 1; }
     cp "$exe" "$BIN/$b"
@@ -136,6 +139,7 @@ done
 ECERTD=$BIN/ecertd
 GEN=$BIN/ecertd-gen
 BASELINE=$BIN/claims_baseline
+FLOOR=$BIN/claims_floor
 DROP=$BIN/drop_latency
 QUERY=$BIN/query_latency
 
@@ -250,6 +254,36 @@ if want claims; then
     r_one=$(calc %.0f "$ours / $(hf "$RES/claims.json" median 2)")
     row "claims, one thread (\`lookahead = false\`)" "$r_one claims/s" "$r_base claims/s (obvious approach)" \
         "$(calc %.2f "$r_one / $r_base")" "–" "ECERTD_LOOKAHEAD=false ecertd --db claims.db process ..."
+
+    # The floor: the store's own statements for the same file, timed alone.
+    log "claims: the store's floor (benches/claims_floor.rs), $CLAIM_RUNS runs each"
+    : > "$RES/claims-floor.txt"
+    : > "$RES/claims-floor-unordered.txt"
+    for _ in $(seq "$CLAIM_RUNS"); do
+        snapshot_restore "$SNAP" "$W"
+        "$FLOOR" --db "$W" --input "$CLAIMS_AE" >> "$RES/claims-floor.txt"
+        snapshot_restore "$SNAP" "$W"
+        "$FLOOR" --db "$W" --input "$CLAIMS_AE" --unordered-events >> "$RES/claims-floor-unordered.txt"
+    done
+    floor_accepted=$(kv "$RES/claims-floor.txt" claims_accepted)
+    [[ $floor_accepted -eq $ours ]] ||
+        echo "note: the floor accepted $floor_accepted claims, ecertd $ours" >> "$RES/claims-counts.txt"
+    # median FILE KEY: the median of KEY over the lines of FILE.
+    median() {
+        local v
+        mapfile -t v < <(while read -r line; do kv <(echo "$line") "$2"; done < "$1" | sort -g)
+        echo "${v[$(((${#v[@]} - 1) / 2))]}"
+    }
+    f_one=$(median "$RES/claims-floor.txt" claims_per_s)
+    f_two=$(median "$RES/claims-floor.txt" two_threads_claims_per_s)
+    u_two=$(median "$RES/claims-floor-unordered.txt" two_threads_claims_per_s)
+    row "claims floor: the store's statements alone, one thread (read $(median "$RES/claims-floor.txt" read_s) s, write $(median "$RES/claims-floor.txt" write_s) s, commit $(median "$RES/claims-floor.txt" commit_s) s)" \
+        "$f_one claims/s" "$r_ours claims/s (ecertd)" "$(calc %.2f "$r_ours / $f_one")" "–" \
+        "claims_floor --db claims.db --input $CLAIMS_AE"
+    row "claims floor, two threads (read beside write + commit)" "$f_two claims/s" "$r_ours claims/s (ecertd)" \
+        "$(calc %.2f "$r_ours / $f_two")" "–" "claims_floor (two_threads_claims_per_s)"
+    row "claims floor, two threads, events unordered (no usable ledger)" "$u_two claims/s" \
+        "$r_ours claims/s (ecertd)" "$(calc %.2f "$r_ours / $u_two")" "–" "claims_floor --unordered-events"
 fi
 
 # ---- c. latency --------------------------------------------------------------

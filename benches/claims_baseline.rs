@@ -2,8 +2,7 @@
 //! bench/run.sh's claims figure. Not part of the product (it may use rusqlite
 //! directly; `ecertd` itself never does outside `store`).
 //!
-//! Reads an AE file naively (only records 10, 11, 40, 50 and 52, by fixed
-//! positions, no validation beyond what the claim needs) and, against a copy
+//! Reads an AE file naively (`common/naive_ae.rs`) and, against a copy
 //! of an ecertd store, per claim: SELECTs the certificate by country and
 //! number, then, when every claim of the entry can be honoured (certificate
 //! on file, naming the entry's IOR, enough left), per claim UPDATEs the
@@ -23,13 +22,17 @@
 //! ```
 //! prints one line: `claims_accepted=N claims_refused=N entries=N ... seconds=S claims_per_s=R`.
 
+#[path = "common/naive_ae.rs"]
+mod naive_ae;
+
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
+use naive_ae::Entry;
 use rusqlite::{params, Connection, OptionalExtension};
 
 #[derive(Parser)]
@@ -49,25 +52,6 @@ struct Args {
     date: u32,
 }
 
-#[derive(Default)]
-struct Entry {
-    filer: String,
-    number: String,
-    ior: String,
-    /// (line, country, certificate number, quantity)
-    claims: Vec<(u16, String, String, i64)>,
-    /// The last 40 record's line number and origin.
-    line: (u16, String),
-    /// The last 50 record's quantity.
-    quantity: i64,
-}
-
-fn field(line: &[u8], from: usize, to: usize) -> &str {
-    line.get(from - 1..to)
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .unwrap_or("")
-}
-
 struct Counts {
     entries: u64,
     accepted_entries: u64,
@@ -78,9 +62,6 @@ struct Counts {
 }
 
 fn apply(conn: &Connection, e: &Entry, args: &Args, c: &mut Counts) -> rusqlite::Result<()> {
-    if e.number.is_empty() {
-        return Ok(());
-    }
     c.entries += 1;
     // Per claim: SELECT the certificate.
     let mut found = Vec::with_capacity(e.claims.len());
@@ -155,38 +136,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         commits: 0,
         since_commit: 0,
     };
-    let mut input = BufReader::with_capacity(1 << 20, File::open(&args.input)?);
-    let mut buf = Vec::with_capacity(128);
-    let mut entry = Entry::default();
+    let input = BufReader::with_capacity(1 << 20, File::open(&args.input)?);
     conn.execute_batch("BEGIN")?;
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
-        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        match line.get(..2) {
-            Some(b"10") => {
-                apply(&conn, &std::mem::take(&mut entry), &args, &mut counts)?;
-                entry.filer = field(line, 4, 6).to_string();
-                entry.number = field(line, 9, 16).to_string();
-            }
-            Some(b"11") => entry.ior = field(line, 3, 14).to_string(),
-            Some(b"40") => entry.line = (field(line, 5, 7).parse().unwrap_or(0), field(line, 9, 10).to_string()),
-            Some(b"50") => entry.quantity = field(line, 36, 47).parse().unwrap_or(0),
-            Some(b"52") => {
-                let number = field(line, 5, 14).trim_end().to_string();
-                let (l, origin) = entry.line.clone();
-                entry.claims.push((l, origin, number, entry.quantity));
-            }
-            _ if line.first() == Some(&b'Y') => {
-                apply(&conn, &std::mem::take(&mut entry), &args, &mut counts)?;
-            }
-            _ => {}
-        }
-    }
-    apply(&conn, &entry, &args, &mut counts)?;
+    naive_ae::for_each_entry(input, |entry| -> Result<(), Box<dyn std::error::Error>> {
+        Ok(apply(&conn, &entry, &args, &mut counts)?)
+    })?;
     conn.execute_batch("COMMIT")?;
     counts.commits += 1;
     let secs = start.elapsed().as_secs_f64();
