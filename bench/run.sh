@@ -24,7 +24,8 @@
 #            responses must be byte-identical; and benches/claims_floor.rs, the store's own
 #            statements for the same file timed alone (read, write, commit; median of
 #            $BENCH_RUNS runs), as one thread, as two threads (read beside write + commit),
-#            and with events appended unordered: how fast any program on this store could be.
+#            with events appended unordered, and with the whole file in one transaction: how
+#            fast any program on this store could be.
 #   latency  `ecertd serve` on a copy of the claims store; benches/drop_latency.rs drops
 #            one-entry AE files one at a time into inbound/abi/ (`.name`, then rename)
 #            at 100 per second, open loop, and times rename → response in
@@ -259,11 +260,14 @@ if want claims; then
     log "claims: the store's floor (benches/claims_floor.rs), $CLAIM_RUNS runs each"
     : > "$RES/claims-floor.txt"
     : > "$RES/claims-floor-unordered.txt"
+    : > "$RES/claims-floor-one-transaction.txt"
     for _ in $(seq "$CLAIM_RUNS"); do
         snapshot_restore "$SNAP" "$W"
         "$FLOOR" --db "$W" --input "$CLAIMS_AE" >> "$RES/claims-floor.txt"
         snapshot_restore "$SNAP" "$W"
         "$FLOOR" --db "$W" --input "$CLAIMS_AE" --unordered-events >> "$RES/claims-floor-unordered.txt"
+        snapshot_restore "$SNAP" "$W"
+        "$FLOOR" --db "$W" --input "$CLAIMS_AE" --group-records 1000000000 >> "$RES/claims-floor-one-transaction.txt"
     done
     floor_accepted=$(kv "$RES/claims-floor.txt" claims_accepted)
     [[ $floor_accepted -eq $ours ]] ||
@@ -284,6 +288,11 @@ if want claims; then
         "$(calc %.2f "$r_ours / $f_two")" "–" "claims_floor (two_threads_claims_per_s)"
     row "claims floor, two threads, events unordered (no usable ledger)" "$u_two claims/s" \
         "$r_ours claims/s (ecertd)" "$(calc %.2f "$r_ours / $u_two")" "–" "claims_floor --unordered-events"
+    one=$RES/claims-floor-one-transaction.txt
+    row "claims floor, the whole file in one transaction (read $(median "$one" read_s) s, write $(median "$one" write_s) s, commit $(median "$one" commit_s) s)" \
+        "$(median "$one" claims_per_s) claims/s, two threads $(median "$one" two_threads_claims_per_s)" \
+        "$r_ours claims/s (ecertd)" "$(calc %.2f "$r_ours / $(median "$one" two_threads_claims_per_s)")" "–" \
+        "claims_floor --group-records 1000000000"
 fi
 
 # ---- c. latency --------------------------------------------------------------
