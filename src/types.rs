@@ -40,6 +40,28 @@ impl Hundredths {
     }
 }
 
+impl Hundredths {
+    /// Appends what `Display` writes (`1234.50`) to `out`, without the
+    /// formatting machinery: an accepted claim's narrative carries one, and
+    /// a large file renders hundreds of thousands of them.
+    pub fn push_decimal(self, out: &mut Vec<u8>) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut units = self.0 / 100;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (units % 10) as u8;
+            units /= 10;
+            if units == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[at..]);
+        let cents = (self.0 % 100) as u8;
+        out.extend_from_slice(&[b'.', b'0' + cents / 10, b'0' + cents % 10]);
+    }
+}
+
 impl fmt::Display for Hundredths {
     /// `1234.50`: what a person reads in a narrative.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

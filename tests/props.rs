@@ -813,6 +813,19 @@ fn shared_sessions() -> MutexGuard<'static, Shared> {
 proptest! {
     #![proptest_config(config())]
 
+    /// The narrative's quantity, written without `fmt`, reads exactly as
+    /// `Display` writes it, appended after what the buffer already holds.
+    #[test]
+    fn push_decimal_writes_what_display_writes(v in prop_oneof![0u64..1_000, any::<u64>()], head in "[A-Z ]{0,5}") {
+        let mut out = head.clone().into_bytes();
+        Hundredths::new(v).push_decimal(&mut out);
+        prop_assert_eq!(String::from_utf8(out).unwrap(), format!("{head}{}", Hundredths::new(v)));
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
     /// Generated valid G1/G2 records: they round-trip through the typed
     /// parsers, `check` finds nothing, and the engine accepts every add with
     /// the exact GS response of certificates.md, storing the terms as sent.

@@ -8,7 +8,7 @@ use crate::layout::{self, FieldState};
 use crate::model::{Certificate, Claim, EntryState};
 use crate::record::RawBatch;
 use crate::store::{ClaimChange, EntryChange};
-use crate::types::{CertificateNumber, Country, Date, EntryNumber, FilerCode, Hundredths, IorNumber};
+use crate::types::{CertificateNumber, Country, Date, EntryNumber, FilerCode, Hundredths, IorNumber, Unit};
 
 use super::{sort_problems, TxnProblem};
 
@@ -366,7 +366,7 @@ pub struct Applied {
     pub rec52: usize,
     pub line: usize,
     pub remaining: Hundredths,
-    pub unit: String,
+    pub unit: Unit,
 }
 
 /// The rules' verdict on one entry summary.
@@ -502,7 +502,7 @@ pub fn evaluate(
                     rec52: d.claim.rec52,
                     line: d.claim.line,
                     remaining: available.checked_sub(sum).unwrap_or_default(),
-                    unit: cert.terms.unit.as_str().to_string(),
+                    unit: cert.terms.unit,
                 });
                 debits.push(ClaimChange {
                     line: d.claim.line_number,
@@ -625,10 +625,17 @@ pub fn render(raw: &RawBatch, t: &Transaction, d: &Decision, w: &mut ResponseWri
     }
     match &d.change {
         Some(change) => {
+            // "…, LEFT 1234.50 KG", built in one buffer for all the claims.
+            let mut narrative = Vec::with_capacity(64);
             for a in &d.applied {
                 w.detail(reference(Some(a.line), a.rec52));
-                let narrative = format!("{}, LEFT {} {}", Code::C00.narrative(), a.remaining, a.unit);
-                w.detail(condition(b" ", b"I", Code::C00, narrative.as_bytes(), 0));
+                narrative.clear();
+                narrative.extend_from_slice(Code::C00.narrative().as_bytes());
+                narrative.extend_from_slice(b", LEFT ");
+                a.remaining.push_decimal(&mut narrative);
+                narrative.push(b' ');
+                narrative.extend_from_slice(a.unit.as_str().as_bytes());
+                w.detail(condition(b" ", b"I", Code::C00, &narrative, 0));
             }
             let version = if change.deleted { 0 } else { change.version };
             w.detail(condition(
