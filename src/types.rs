@@ -38,9 +38,7 @@ impl Hundredths {
     pub fn parse(field: &[u8]) -> Option<Hundredths> {
         parse_digits(field).map(Hundredths)
     }
-}
 
-impl Hundredths {
     /// Appends what `Display` writes (`1234.50`) to `out`, without the
     /// formatting machinery: an accepted claim's narrative carries one, and
     /// a large file renders hundreds of thousands of them.
