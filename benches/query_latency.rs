@@ -18,6 +18,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// The allocator of the `ecertd` binary (src/main.rs), so that the figure is
+/// the daemon's, allocator included.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use ecertd::engine::{Engine, Outcome, Session};
 use ecertd::envelope::Channel;
