@@ -27,6 +27,11 @@ mod naive_ae;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The allocator of the `ecertd` binary (src/main.rs), so that the figures
+/// are `ecertd`'s, allocator included.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use ecertd::diagnose;
 use ecertd::engine::{Engine, Session};
 use ecertd::envelope::{Channel, SenderKind};
