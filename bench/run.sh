@@ -166,6 +166,12 @@ hf() {
 # kv FILE KEY: the value of KEY=value in a one-line "k=v k=v" report.
 kv() { tr ' ' '\n' < "$1" | sed -n "s/^$2=//p" | head -1; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+# median FILE KEY: the median of KEY over the "k=v k=v" lines of FILE.
+median() {
+    local v
+    mapfile -t v < <(while read -r line; do kv <(echo "$line") "$2"; done < "$1" | sort -g)
+    echo "${v[$(((${#v[@]} - 1) / 2))]}"
+}
 fsize() { stat -c %s "$1"; }
 snapshot_restore() { # SNAPSHOT TARGET
     cp "$1" "$2"
@@ -272,16 +278,11 @@ if want claims; then
     floor_accepted=$(kv "$RES/claims-floor.txt" claims_accepted)
     [[ $floor_accepted -eq $ours ]] ||
         echo "note: the floor accepted $floor_accepted claims, ecertd $ours" >> "$RES/claims-counts.txt"
-    # median FILE KEY: the median of KEY over the lines of FILE.
-    median() {
-        local v
-        mapfile -t v < <(while read -r line; do kv <(echo "$line") "$2"; done < "$1" | sort -g)
-        echo "${v[$(((${#v[@]} - 1) / 2))]}"
-    }
-    f_one=$(median "$RES/claims-floor.txt" claims_per_s)
-    f_two=$(median "$RES/claims-floor.txt" two_threads_claims_per_s)
+    floor=$RES/claims-floor.txt
+    f_one=$(median "$floor" claims_per_s)
+    f_two=$(median "$floor" two_threads_claims_per_s)
     u_two=$(median "$RES/claims-floor-unordered.txt" two_threads_claims_per_s)
-    row "claims floor: the store's statements alone, one thread (read $(median "$RES/claims-floor.txt" read_s) s, write $(median "$RES/claims-floor.txt" write_s) s, commit $(median "$RES/claims-floor.txt" commit_s) s)" \
+    row "claims floor: the store's statements alone, one thread (read $(median "$floor" read_s) s, write $(median "$floor" write_s) s, commit $(median "$floor" commit_s) s)" \
         "$f_one claims/s" "$r_ours claims/s (ecertd)" "$(calc %.2f "$r_ours / $f_one")" "–" \
         "claims_floor --db claims.db --input $CLAIMS_AE"
     row "claims floor, two threads (read beside write + commit)" "$f_two claims/s" "$r_ours claims/s (ecertd)" \
