@@ -209,6 +209,8 @@ if want claims || want latency || want memory || want profile; then
     [[ ! -e $WORK/snap-root/ecertd.db-wal ]] || echo "warning: WAL left after process" >> "$RES/claims-store.txt"
     mv "$WORK/snap-root/ecertd.db" "$SNAP"
     rm -f "$WORK/snap-root/ecertd.db-wal" "$WORK/snap-root/ecertd.db-shm"
+    # The baseline's own balance and usage tables (ecertd ignores them).
+    "$BASELINE" --db "$SNAP" --prepare
 fi
 
 # ---- a. parse ----------------------------------------------------------------

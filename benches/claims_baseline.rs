@@ -4,9 +4,12 @@
 //! Reads the AE file naively (`common/naive_ae.rs`).
 //!
 //! ```text
+//! cargo bench --bench claims_baseline -- --db STORE.db --prepare
 //! cargo bench --bench claims_baseline -- --db COPY.db --input ae-0001.txt
 //! ```
-//! prints one line: `claims_accepted=N claims_refused=N entries=N ... seconds=S claims_per_s=R`.
+//! The first adds the baseline's own tables to a store (once, untimed); the
+//! second prints one line: `claims_accepted=N claims_refused=N entries=N ...
+//! seconds=S claims_per_s=R`.
 
 #[path = "common/baseline.rs"]
 mod baseline;
@@ -27,8 +30,11 @@ struct Args {
     #[arg(long)]
     db: PathBuf,
     /// The AE file
+    #[arg(long, required_unless_present = "prepare")]
+    input: Option<PathBuf>,
+    /// Only add the baseline's tables to the store, then exit
     #[arg(long)]
-    input: PathBuf,
+    prepare: bool,
     /// Claims per transaction
     #[arg(long, default_value_t = 1000)]
     commit_every: u64,
@@ -40,8 +46,12 @@ struct Args {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `cargo bench` passes `--bench`; ignore it.
     let args = Args::parse_from(std::env::args().filter(|a| a != "--bench"));
+    let Some(input) = args.input.filter(|_| !args.prepare) else {
+        baseline::prepare(&args.db)?;
+        return Ok(());
+    };
     let start = Instant::now();
-    let input = BufReader::with_capacity(1 << 20, File::open(&args.input)?);
+    let input = BufReader::with_capacity(1 << 20, File::open(input)?);
     let counts = baseline::run(&args.db, input, args.commit_every, args.date)?;
     let secs = start.elapsed().as_secs_f64();
     println!(

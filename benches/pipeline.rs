@@ -182,6 +182,7 @@ fn main() -> Result<(), Error> {
     let snapshot = dir.path().join("claims.db");
     let work = dir.path().join("work.db");
     claims_store(&snapshot)?;
+    baseline::prepare(&snapshot)?;
     let input = ae(CLAIM_ENTRIES, 1, "CLM")?;
     let restore_work = || restore(&snapshot, &work);
     let (ours_s, ours) = time(restore_work, || process(&work, &input, true))?;

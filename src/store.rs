@@ -215,6 +215,43 @@ CREATE INDEX certificates_by_ior ON certificates (ior, country, number, id, prog
     expires, quota_year, exporter, cancelled);
 CREATE INDEX certificates_by_number ON certificates (number);
 "#,
+    // 3: the ledger is the event log alone. Each usage event carries the
+    // certificate's balance after it and its quantity then, under a `CHECK`;
+    // the latest event holds the balance, so a claim costs one b-tree insert
+    // and no balance row is rewritten. Events booked before this version get
+    // their running total, and the certificate's quantity now (or the
+    // running total, where a later replacement lowered the quantity).
+    r#"
+CREATE TABLE usage_events_v3 (
+    certificate  INTEGER NOT NULL REFERENCES certificates(id),
+    seq          INTEGER NOT NULL,
+    filer        TEXT NOT NULL,
+    number       TEXT NOT NULL,
+    line         INTEGER NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('D', 'C')),
+    quantity     INTEGER NOT NULL CHECK (quantity > 0),
+    date         INTEGER NOT NULL,
+    version      INTEGER NOT NULL,
+    used         INTEGER NOT NULL,
+    certified    INTEGER NOT NULL,
+    CHECK (used >= 0 AND used <= certified),
+    PRIMARY KEY (certificate, seq)
+) WITHOUT ROWID;
+INSERT INTO usage_events_v3 (certificate, seq, filer, number, line, kind, quantity, date, version, used, certified)
+    SELECT r.certificate, r.seq, r.filer, r.number, r.line, r.kind, r.quantity, r.date, r.version, r.used,
+        max(b.certified, r.used)
+    FROM (SELECT u.*, sum(CASE u.kind WHEN 'D' THEN u.quantity ELSE -u.quantity END)
+              OVER (PARTITION BY u.certificate ORDER BY u.seq) AS used
+          FROM usage_events u) r
+    JOIN balances b ON b.certificate = r.certificate;
+DROP TABLE usage_events;
+ALTER TABLE usage_events_v3 RENAME TO usage_events;
+CREATE TRIGGER usage_events_append_only_u BEFORE UPDATE ON usage_events
+BEGIN SELECT RAISE(ABORT, 'usage events are append-only'); END;
+CREATE TRIGGER usage_events_append_only_d BEFORE DELETE ON usage_events
+BEGIN SELECT RAISE(ABORT, 'usage events are append-only'); END;
+DROP TABLE balances;
+"#,
 ];
 
 /// PBKDF2 rounds of a new password hash. Each hash records its own rounds,
@@ -711,10 +748,10 @@ impl<'c> Tx<'c> {
 /// The certificates a write transaction has read, with the balances its
 /// claims moved. The writer holds the store's only write lock for the whole
 /// transaction, so this view is the truth until commit: each claim is checked
-/// against it and debited in memory, and [`Tx::flush`] writes the moves back
-/// set-wise (events sorted by certificate, one balance update per touched
-/// certificate) inside the same transaction, where the `CHECK` on `used`
-/// still backs every balance.
+/// against it and debited in memory, and [`Tx::flush`] appends the usage
+/// events, each carrying the balance it leaves, sorted by certificate, inside
+/// the same transaction, where the `CHECK` on an event's balance still backs
+/// every move.
 #[derive(Default)]
 struct Ledger {
     /// Certificates looked up by key; `None` when not on file.
@@ -722,24 +759,16 @@ struct Ledger {
     held: FxHashMap<i64, Held>,
     /// Usage events not yet written, in the order they happened.
     pending: Vec<PendingEvent>,
-    /// Certificates whose balance moved since the last flush.
-    dirty: Vec<i64>,
 }
 
 impl Ledger {
     /// Empties it, keeping its tables' capacity. (Destructured, so that a
     /// new field cannot be forgotten here and outlive its transaction.)
     fn clear(&mut self) {
-        let Ledger {
-            by_key,
-            held,
-            pending,
-            dirty,
-        } = self;
+        let Ledger { by_key, held, pending } = self;
         by_key.clear();
         held.clear();
         pending.clear();
-        dirty.clear();
     }
 }
 
@@ -747,7 +776,6 @@ struct Held {
     cert: Certificate,
     /// Usage events on file or pending: the next event's `seq` follows it.
     events: i64,
-    dirty: bool,
 }
 
 struct PendingEvent {
@@ -759,6 +787,9 @@ struct PendingEvent {
     quantity: i64,
     date: u32,
     version: u32,
+    /// The certificate's balance after this event, and its quantity then.
+    used: i64,
+    certified: i64,
 }
 
 /// Stored responses are LZ4-compressed: fixed-width records compress about
@@ -870,10 +901,18 @@ fn event_from_row(r: &rusqlite::Row<'_>, at: usize, certificate: i64) -> Result<
     }))
 }
 
+/// The balance of certificate `c`: the one its latest usage event leaves
+/// (none: nothing used).
+macro_rules! balance {
+    () => {
+        "coalesce((SELECT u.used FROM usage_events u WHERE u.certificate = c.id ORDER BY u.seq DESC LIMIT 1), 0)"
+    };
+}
+
 /// The columns `certificate_from_row` reads; `$used` is the balance column
-/// (`b.used` from `certificates c JOIN balances b`).
+/// (`balance!()`, or `"0"` for the terms alone).
 macro_rules! cert_columns {
-    ($used:literal) => {
+    ($used:expr) => {
         concat!(
             "c.id, c.country, c.number, c.program, c.hts, c.unit, c.certified, ",
             $used,
@@ -881,15 +920,15 @@ macro_rules! cert_columns {
         )
     };
 }
-const CERT_COLUMNS: &str = cert_columns!("b.used");
 
-/// A certificate with its event count (column 14) `WHERE …`.
+/// A certificate with its balance and event count (column 14) `WHERE …`.
 macro_rules! cert_where {
     ($filter:expr) => {
         concat!(
             "SELECT ",
-            cert_columns!("b.used"),
-            ", b.events FROM certificates c JOIN balances b ON b.certificate = c.id WHERE ",
+            cert_columns!(balance!()),
+            ", coalesce((SELECT max(u.seq) FROM usage_events u WHERE u.certificate = c.id), 0)",
+            " FROM certificates c WHERE ",
             $filter
         )
     };
@@ -976,7 +1015,9 @@ impl CertificateReader {
     pub fn snapshot<T>(&mut self, f: impl FnOnce(&ReaderSnapshot<'_>) -> T) -> Result<T> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         // A WAL read transaction takes its snapshot at its first read.
-        tx.query_row("SELECT count(*) FROM (SELECT 1 FROM balances LIMIT 1)", [], |_| Ok(()))?;
+        tx.query_row("SELECT count(*) FROM (SELECT 1 FROM certificates LIMIT 1)", [], |_| {
+            Ok(())
+        })?;
         let out = f(&ReaderSnapshot { tx: &tx });
         tx.commit()?;
         Ok(out)
@@ -1009,46 +1050,25 @@ fn flush_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
     full.chunks(FLUSH_ROWS).chain(rest.chunks(1))
 }
 
-#[derive(Clone, Copy)]
-enum FlushStatement {
-    Insert,
-    Update,
-}
+/// Columns of a usage event row, in the order [`Tx::flush`] binds them.
+const EVENT_COLUMNS: usize = 11;
 
-/// The statement of [`Tx::flush`] for `rows` rows (1 or [`FLUSH_ROWS`]),
-/// built once per process.
-fn flush_sql(statement: FlushStatement, rows: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
+/// The insert of [`Tx::flush`] for `rows` rows (1 or [`FLUSH_ROWS`]), built
+/// once per process.
+fn flush_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
         let insert = |n| {
-            values_statement(
-                "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version) VALUES",
-                9,
-                n,
-                "",
+            let group = format!("({})", vec!["?"; EVENT_COLUMNS].join(","));
+            format!(
+                "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used, \
+                 certified) VALUES {}",
+                vec![group; n].join(",")
             )
         };
-        let update = |n| {
-            values_statement(
-                "UPDATE balances SET used = v.column2, events = v.column3 FROM (VALUES",
-                3,
-                n,
-                ") AS v WHERE balances.certificate = v.column1",
-            )
-        };
-        [insert(1), insert(FLUSH_ROWS), update(1), update(FLUSH_ROWS)]
+        [insert(1), insert(FLUSH_ROWS)]
     });
-    let full = usize::from(rows != 1);
-    match statement {
-        FlushStatement::Insert => &sql[full],
-        FlushStatement::Update => &sql[2 + full],
-    }
-}
-
-/// `head (?,?,…),(?,?,…)… tail` with `rows` groups of `columns` parameters.
-fn values_statement(head: &str, columns: usize, rows: usize, tail: &str) -> String {
-    let group = format!("({})", vec!["?"; columns].join(","));
-    format!("{head} {}{tail}", vec![group; rows].join(","))
+    &sql[usize::from(rows != 1)]
 }
 
 fn to_i64(q: Hundredths) -> Result<i64> {
@@ -1104,14 +1124,7 @@ impl Tx<'_> {
         let (cert, events) = found?;
         let id = cert.id;
         ledger.by_key.insert((cert.terms.country, cert.terms.number), Some(id));
-        ledger.held.insert(
-            id,
-            Held {
-                cert,
-                events,
-                dirty: false,
-            },
-        );
+        ledger.held.insert(id, Held { cert, events });
         Some(id)
     }
 
@@ -1167,7 +1180,7 @@ impl Tx<'_> {
     }
 
     /// Takes certificates read on another connection into the ledger, with
-    /// their balances read here. Their terms are those this transaction
+    /// their balances (their latest usage events) read here. Their terms are those this transaction
     /// started from (see [`CertificateReader`]); the ledger's own view of a
     /// certificate, once it has one, wins. Refused (`false`, nothing taken)
     /// once this transaction has changed certificate terms, which the other
@@ -1187,8 +1200,12 @@ impl Tx<'_> {
         new.sort_unstable_by_key(|c| c.id);
         let ids: rusqlite::vtab::array::Array =
             std::rc::Rc::new(new.iter().map(|c| rusqlite::types::Value::Integer(c.id)).collect());
+        // A left join keeps the array's order: one row per id, NULL for a
+        // certificate without events.
         let mut stmt = self.tx.prepare_cached(
-            "SELECT certificate, used, events FROM balances WHERE certificate IN rarray(?1) ORDER BY certificate",
+            "SELECT a.value, coalesce(u.used, 0), coalesce(u.seq, 0) FROM rarray(?1) a
+             LEFT JOIN usage_events u ON u.certificate = a.value
+                 AND u.seq = (SELECT max(m.seq) FROM usage_events m WHERE m.certificate = a.value)",
         )?;
         let mut rows = stmt.query([ids])?;
         for mut cert in new {
@@ -1198,7 +1215,10 @@ impl Tx<'_> {
                 None => (0, 0, 0),
             };
             if id != cert.id {
-                return Err(StoreError::Corrupt(format!("certificate {} without balance", cert.id)));
+                return Err(StoreError::Corrupt(format!(
+                    "balance of certificate {} not read",
+                    cert.id
+                )));
             }
             cert.used = Hundredths::new(
                 u64::try_from(used).map_err(|_| StoreError::Corrupt(format!("balance of certificate {id}")))?,
@@ -1211,12 +1231,11 @@ impl Tx<'_> {
         Ok(true)
     }
 
-    /// Writes the ledger's pending usage events and moved balances: events
-    /// sorted by certificate (each certificate's are already in `seq` order),
-    /// then one update per moved certificate, in id order.
+    /// Appends the ledger's pending usage events, sorted by certificate
+    /// (each certificate's are already in `seq` order).
     pub fn flush(&self) -> Result<()> {
         let mut ledger = self.ledger.borrow_mut();
-        if ledger.pending.is_empty() && ledger.dirty.is_empty() {
+        if ledger.pending.is_empty() {
             return Ok(());
         }
         let mut pending = std::mem::take(&mut ledger.pending);
@@ -1224,7 +1243,7 @@ impl Tx<'_> {
         // Many rows per statement: the per-statement cost, not the b-tree
         // insert, is most of a small insert's time.
         for rows in flush_chunks(&pending) {
-            let mut insert = self.tx.prepare_cached(flush_sql(FlushStatement::Insert, rows.len()))?;
+            let mut insert = self.tx.prepare_cached(flush_sql(rows.len()))?;
             let mut at = 1;
             for e in rows {
                 insert.raw_bind_parameter(at, e.certificate)?;
@@ -1236,35 +1255,15 @@ impl Tx<'_> {
                 insert.raw_bind_parameter(at + 6, e.quantity)?;
                 insert.raw_bind_parameter(at + 7, e.date)?;
                 insert.raw_bind_parameter(at + 8, e.version)?;
-                at += 9;
+                insert.raw_bind_parameter(at + 9, e.used)?;
+                insert.raw_bind_parameter(at + 10, e.certified)?;
+                at += EVENT_COLUMNS;
             }
             insert.raw_execute()?;
         }
-        let mut dirty = std::mem::take(&mut ledger.dirty);
-        dirty.sort_unstable();
-        for ids in flush_chunks(&dirty) {
-            let mut update = self.tx.prepare_cached(flush_sql(FlushStatement::Update, ids.len()))?;
-            let mut at = 1;
-            for id in ids {
-                let h = ledger
-                    .held
-                    .get_mut(id)
-                    .ok_or_else(|| StoreError::Corrupt(format!("moved certificate {id} not held")))?;
-                h.dirty = false;
-                update.raw_bind_parameter(at, id)?;
-                update.raw_bind_parameter(at + 1, to_i64(h.cert.used)?)?;
-                update.raw_bind_parameter(at + 2, h.events)?;
-                at += 3;
-            }
-            let changed = update.raw_execute()?;
-            if changed != ids.len() {
-                return Err(StoreError::Corrupt(format!(
-                    "{} of {} moved balances written",
-                    changed,
-                    ids.len()
-                )));
-            }
-        }
+        // Keep the vector's capacity for the next group.
+        pending.clear();
+        ledger.pending = pending;
         Ok(())
     }
 
@@ -1320,9 +1319,6 @@ impl Tx<'_> {
                 t.exporter,
                 id,
             ])?;
-        self.tx
-            .prepare_cached("INSERT INTO balances (certificate, certified) VALUES (?1, ?2)")?
-            .execute(params![id, to_i64(t.certified)?])?;
         Ok(id)
     }
 
@@ -1345,9 +1341,6 @@ impl Tx<'_> {
                 ior_key(&t.ior),
                 t.exporter,
             ])?;
-        self.tx
-            .prepare_cached("UPDATE balances SET certified = ?2 WHERE certificate = ?1")?
-            .execute(params![id, to_i64(t.certified)?])?;
         Ok(())
     }
 
@@ -1398,9 +1391,7 @@ impl Tx<'_> {
             )));
         }
         let mut ledger = self.ledger.borrow_mut();
-        let Ledger {
-            held, pending, dirty, ..
-        } = &mut *ledger;
+        let Ledger { held, pending, .. } = &mut *ledger;
         let h = held
             .get_mut(&c.certificate)
             .ok_or_else(|| StoreError::Corrupt(format!("certificate {} not held", c.certificate)))?;
@@ -1417,10 +1408,6 @@ impl Tx<'_> {
         })?;
         h.cert.used = used;
         h.events += 1;
-        if !h.dirty {
-            h.dirty = true;
-            dirty.push(c.certificate);
-        }
         pending.push(PendingEvent {
             certificate: c.certificate,
             seq: h.events,
@@ -1430,6 +1417,8 @@ impl Tx<'_> {
             quantity: to_i64(c.quantity)?,
             date: date.ccyymmdd(),
             version: c.version,
+            used: to_i64(used)?,
+            certified: to_i64(h.cert.terms.certified)?,
         });
         Ok(())
     }
@@ -1492,44 +1481,45 @@ impl Tx<'_> {
 
     /// Certificates with their usage events: `filter` selects certificates
     /// (alias `c`) and `order` orders them; the events of all of them come
-    /// from one range scan per certificate, grouped by certificate.
+    /// from one range scan per certificate, grouped by certificate, and the
+    /// last one read gives the certificate's balance.
     fn usage_query(
         &self,
         filter: &str,
-        filter_reads_balances: bool,
         order: &str,
         p: &[&dyn rusqlite::ToSql],
         out: &mut dyn FnMut(Certificate, Vec<UsageEvent>) -> Result<()>,
     ) -> Result<()> {
         self.flush()?;
-        let join = if filter_reads_balances {
-            "JOIN balances b ON b.certificate = c.id"
-        } else {
-            ""
-        };
-        let mut events: FxHashMap<i64, Vec<UsageEvent>> = FxHashMap::default();
+        // Per certificate: its events, oldest first, and its balance.
+        let mut events: FxHashMap<i64, (Vec<UsageEvent>, i64)> = FxHashMap::default();
         {
             let mut stmt = self.tx.prepare_cached(&format!(
-                "SELECT u.filer, u.number, u.line, u.kind, u.quantity, u.date, u.version, u.certificate
-                 FROM usage_events u WHERE u.certificate IN (SELECT c.id FROM certificates c {join} WHERE {filter})
+                "SELECT u.filer, u.number, u.line, u.kind, u.quantity, u.date, u.version, u.certificate, u.used
+                 FROM usage_events u WHERE u.certificate IN (SELECT c.id FROM certificates c WHERE {filter})
                  ORDER BY u.certificate, u.seq"
             ))?;
             let mut rows = stmt.query(p)?;
             while let Some(r) = rows.next()? {
                 let id: i64 = r.get(7)?;
                 if let Some(e) = event_from_row(r, 0, id)? {
-                    events.entry(id).or_default().push(e);
+                    let (list, used) = events.entry(id).or_default();
+                    list.push(e);
+                    *used = r.get(8)?;
                 }
             }
         }
         let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT {CERT_COLUMNS} FROM certificates c JOIN balances b ON b.certificate = c.id
-             WHERE {filter} ORDER BY {order}"
+            "SELECT {} FROM certificates c WHERE {filter} ORDER BY {order}",
+            cert_columns!("0")
         ))?;
         let mut rows = stmt.query(p)?;
         while let Some(r) = rows.next()? {
-            let c = certificate_from_row(r)?.map_err(StoreError::Corrupt)?;
-            let e = events.remove(&c.id).unwrap_or_default();
+            let mut c = certificate_from_row(r)?.map_err(StoreError::Corrupt)?;
+            let (e, used) = events.remove(&c.id).unwrap_or_default();
+            c.used = Hundredths::new(
+                u64::try_from(used).map_err(|_| StoreError::Corrupt(format!("balance of certificate {}", c.id)))?,
+            );
             out(c, e)?;
         }
         Ok(())
@@ -1547,12 +1537,11 @@ impl Tx<'_> {
         match quota_year {
             Some(y) => self.usage_query(
                 "c.ior = ?1 AND c.quota_year = ?2",
-                false,
                 "c.country, c.number",
                 &[&ior, &y],
                 out,
             ),
-            None => self.usage_query("c.ior = ?1", false, "c.country, c.number", &[&ior], out),
+            None => self.usage_query("c.ior = ?1", "c.country, c.number", &[&ior], out),
         }
     }
 
@@ -1567,15 +1556,14 @@ impl Tx<'_> {
         out: &mut dyn FnMut(Certificate, Vec<UsageEvent>) -> Result<()>,
     ) -> Result<()> {
         let cond = match condition {
-            UsageCondition::Matched => "c.cancelled = 0 AND b.used > 0",
-            UsageCondition::Unmatched => "c.cancelled = 0 AND b.used = 0",
+            UsageCondition::Matched => concat!("c.cancelled = 0 AND ", balance!(), " > 0"),
+            UsageCondition::Unmatched => concat!("c.cancelled = 0 AND ", balance!(), " = 0"),
             UsageCondition::Cancelled => "c.cancelled = 1",
         };
         let from = issued_from.map(Date::ccyymmdd).unwrap_or(0);
         let to = issued_to.map(Date::ccyymmdd).unwrap_or(99_999_999);
         self.usage_query(
             &format!("c.country = ?1 AND {cond} AND c.issued BETWEEN ?2 AND ?3"),
-            condition != UsageCondition::Cancelled,
             "c.number",
             &[&country.as_str(), &from, &to],
             out,
@@ -1757,15 +1745,18 @@ impl Tx<'_> {
             .query_row("SELECT max(claim) FROM inputs", [], |r| r.get::<_, Option<String>>(0))?)
     }
 
-    /// Every certificate's `used` next to the replay of its usage events:
-    /// `(id, used, replayed)` for each certificate where they differ.
+    /// Every usage event's balance next to the replay of its certificate's
+    /// events up to it: `(certificate, used, replayed)` for each event where
+    /// they differ or whose `seq` leaves a gap (a lost event).
     pub fn ledger_mismatches(&self) -> Result<Vec<(i64, i64, i64)>> {
         self.flush()?;
         let mut stmt = self.tx.prepare(
-            "SELECT b.certificate, b.used,
-             coalesce(sum(CASE u.kind WHEN 'D' THEN u.quantity ELSE -u.quantity END), 0) AS r
-             FROM balances b LEFT JOIN usage_events u ON u.certificate = b.certificate
-             GROUP BY b.certificate HAVING b.used <> r",
+            "SELECT certificate, used, replayed FROM (
+                 SELECT certificate, seq, used,
+                     sum(CASE kind WHEN 'D' THEN quantity ELSE -quantity END) OVER w AS replayed,
+                     row_number() OVER w AS n
+                 FROM usage_events WINDOW w AS (PARTITION BY certificate ORDER BY seq))
+             WHERE used <> replayed OR seq <> n",
         )?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

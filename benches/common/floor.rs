@@ -5,18 +5,20 @@
 //! Per group of entries of `group_records` records (ecertd's own commit
 //! group), in one `BEGIN IMMEDIATE` transaction on a copy of an ecertd store:
 //!
-//! 1. read: the group's certificates in key order, terms then balances, with
-//!    the statement shapes ecertd uses (`IN rarray(?)`, one per country);
+//! 1. read: the group's certificates in key order, terms then balances (each
+//!    certificate's latest usage event), with the statement shapes ecertd
+//!    uses (`IN rarray(?)`, one per country; a left join over the ids);
 //! 2. decide, untimed: an entry is taken or refused whole (certificate on
 //!    file, naming the entry's IOR, enough left);
-//! 3. write: the usage events in key order, 64 rows per statement, then the
-//!    changed balances, into ecertd's own tables;
+//! 3. write: the usage events, each with the balance it leaves, in key
+//!    order, 64 rows per statement, into ecertd's own table;
 //! 4. commit (WAL, `synchronous=FULL`, ecertd's page cache size).
 //!
 //! With `unordered_events` the events go to a table of their own in arrival
-//! order, with no index: not a usable ledger (a query reads a certificate's
-//! events in order), but the floor of any SQLite ledger that writes a row per
-//! event.
+//! order, with no index, and the balances are carried from group to group in
+//! memory instead of read: not a usable ledger (a query reads a certificate's
+//! events in order, a restart forgets the balances), but the floor of any
+//! SQLite ledger that writes a row per event.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -38,7 +40,6 @@ struct Held {
     certified: i64,
     used: i64,
     events: i64,
-    changed: bool,
 }
 
 struct Event<'a> {
@@ -47,6 +48,9 @@ struct Event<'a> {
     entry: &'a Entry,
     line: u16,
     quantity: i64,
+    /// The certificate's balance after the event, and its quantity.
+    used: i64,
+    certified: i64,
 }
 
 #[derive(Default)]
@@ -61,10 +65,14 @@ pub struct Totals {
     pub groups: u64,
 }
 
+/// Balances carried in memory between groups (`unordered_events`): per
+/// certificate id, `(used, events)`.
+type Carried = HashMap<i64, (i64, i64)>;
+
 fn group(
     conn: &Connection,
     entries: &[Entry],
-    unordered_events: bool,
+    mut carried: Option<&mut Carried>,
     date: u32,
     t: &mut Totals,
 ) -> rusqlite::Result<()> {
@@ -98,7 +106,6 @@ fn group(
                     certified: r.get(3)?,
                     used: 0,
                     events: 0,
-                    changed: false,
                 },
             );
         }
@@ -106,19 +113,27 @@ fn group(
     let mut by_id: Vec<(i64, (&str, &str))> = held.iter().map(|(k, h)| (h.id, *k)).collect();
     by_id.sort_unstable();
     let ids = Rc::new(by_id.iter().map(|(id, _)| Value::Integer(*id)).collect::<Vec<_>>());
-    let mut balances =
-        conn.prepare_cached("SELECT certificate, used, events FROM balances WHERE certificate IN rarray(?1)")?;
-    let mut rows = balances.query([ids])?;
-    while let Some(r) = rows.next()? {
-        let id: i64 = r.get(0)?;
-        if let Ok(at) = by_id.binary_search_by_key(&id, |(id, _)| *id) {
-            if let Some(h) = held.get_mut(&by_id[at].1) {
-                h.used = r.get(1)?;
-                h.events = r.get(2)?;
+    if let Some(carried) = carried.as_deref() {
+        for h in held.values_mut() {
+            (h.used, h.events) = carried.get(&h.id).copied().unwrap_or((0, 0));
+        }
+    } else {
+        let mut balances = conn.prepare_cached(
+            "SELECT a.value, coalesce(u.used, 0), coalesce(u.seq, 0) FROM rarray(?1) a
+             LEFT JOIN usage_events u ON u.certificate = a.value
+                 AND u.seq = (SELECT max(m.seq) FROM usage_events m WHERE m.certificate = a.value)",
+        )?;
+        let mut rows = balances.query([ids])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            if let Ok(at) = by_id.binary_search_by_key(&id, |(id, _)| *id) {
+                if let Some(h) = held.get_mut(&by_id[at].1) {
+                    h.used = r.get(1)?;
+                    h.events = r.get(2)?;
+                }
             }
         }
     }
-    drop(rows);
     t.read += start.elapsed();
 
     let mut events = Vec::new();
@@ -143,13 +158,14 @@ fn group(
             let h = held.get_mut(&(c.as_str(), n.as_str())).expect("checked above");
             h.used += q;
             h.events += 1;
-            h.changed = true;
             events.push(Event {
                 certificate: h.id,
                 seq: h.events,
                 entry: e,
                 line: *line,
                 quantity: *q,
+                used: h.used,
+                certified: h.certified,
             });
         }
         t.accepted += e.claims.len() as u64;
@@ -157,15 +173,16 @@ fn group(
     events.sort_unstable_by_key(|e| (e.certificate, e.seq));
 
     let start = Instant::now();
-    let table = if unordered_events {
+    let table = if carried.is_some() {
         "floor_events"
     } else {
         "usage_events"
     };
     let insert_sql = |rows| {
         format!(
-            "INSERT INTO {table} (certificate, seq, filer, number, line, kind, quantity, date, version) VALUES {}",
-            vec!["(?,?,?,?,?,'D',?,?,1)"; rows].join(",")
+            "INSERT INTO {table} (certificate, seq, filer, number, line, kind, quantity, date, version, used, \
+             certified) VALUES {}",
+            vec!["(?,?,?,?,?,'D',?,?,1,?,?)"; rows].join(",")
         )
     };
     let (many, one) = (insert_sql(ROWS), insert_sql(1));
@@ -181,18 +198,18 @@ fn group(
             insert.raw_bind_parameter(at + 4, e.line)?;
             insert.raw_bind_parameter(at + 5, e.quantity)?;
             insert.raw_bind_parameter(at + 6, date)?;
-            at += 7;
+            insert.raw_bind_parameter(at + 7, e.used)?;
+            insert.raw_bind_parameter(at + 8, e.certified)?;
+            at += 9;
         }
         insert.raw_execute()?;
     }
-    let mut update = conn.prepare_cached("UPDATE balances SET used = ?2, events = ?3 WHERE certificate = ?1")?;
-    for (_, key) in &by_id {
-        let h = &held[key];
-        if h.changed {
-            update.execute(rusqlite::params![h.id, h.used, h.events])?;
+    t.write += start.elapsed();
+    if let Some(carried) = carried.as_deref_mut() {
+        for h in held.values() {
+            carried.insert(h.id, (h.used, h.events));
         }
     }
-    t.write += start.elapsed();
 
     let start = Instant::now();
     conn.execute_batch("COMMIT")?;
@@ -222,16 +239,18 @@ pub fn run(
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS floor_events (certificate INTEGER NOT NULL, seq INTEGER NOT NULL,
                  filer TEXT NOT NULL, number TEXT NOT NULL, line INTEGER NOT NULL, kind TEXT NOT NULL,
-                 quantity INTEGER NOT NULL, date INTEGER NOT NULL, version INTEGER NOT NULL)",
+                 quantity INTEGER NOT NULL, date INTEGER NOT NULL, version INTEGER NOT NULL, used INTEGER NOT NULL,
+                 certified INTEGER NOT NULL, CHECK (used >= 0 AND used <= certified))",
         )?;
     }
+    let mut carried = unordered_events.then(Carried::new);
     let mut t = Totals::default();
     let mut from = 0;
     let mut records = 0;
     for (i, e) in entries.iter().enumerate() {
         records += e.records;
         if records >= group_records || i + 1 == entries.len() {
-            group(&conn, &entries[from..=i], unordered_events, date, &mut t)?;
+            group(&conn, &entries[from..=i], carried.as_mut(), date, &mut t)?;
             from = i + 1;
             records = 0;
         }

@@ -72,13 +72,74 @@ fn version_1_store_migrates_with_its_balances() {
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].quantity, Hundredths::new(100));
     assert!(mismatches.is_empty(), "{mismatches:?}");
-    let used: i64 = s
+    let balances: Vec<(i64, i64, i64)> = s
         .conn
-        .query_row("SELECT used FROM balances WHERE certificate = 1", [], |r| r.get(0))
+        .prepare("SELECT seq, used, certified FROM usage_events WHERE certificate = 1 ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
         .unwrap();
-    assert_eq!(used, 2600);
+    assert_eq!(balances, vec![(1, 2500, 10000), (2, 2600, 10000)]);
     let version: i64 = s.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, MIGRATIONS.len() as i64);
+}
+
+/// A store written by schema version 2 (balances in a table of their own)
+/// opens with each usage event carrying its certificate's running balance:
+/// the latest event's is the balance, and an event booked before the
+/// certificate's quantity was lowered keeps its balance within range.
+#[test]
+fn version_2_store_migrates_its_balances_into_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        // C1: 800 used, 600 given back, then its quantity lowered to 500.
+        conn.execute_batch(
+            "PRAGMA user_version = 2;
+             INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires,
+             quota_year, ior, exporter) VALUES
+             (1, 'AU','C1','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','X'),
+             (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
+             INSERT INTO balances (certificate, certified, used, events) VALUES (1, 500, 200, 2), (2, 500, 0, 0);
+             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version) VALUES
+             (1,1,'ABC','12345676',1,'D',800,20260315,1),
+             (1,2,'ABC','12345676',1,'C',600,20260316,1);",
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    let events: Vec<(i64, i64, i64, i64)> = s
+        .conn
+        .prepare("SELECT certificate, seq, used, certified FROM usage_events ORDER BY certificate, seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(events, vec![(1, 1, 800, 800), (1, 2, 200, 500)]);
+    let tables: i64 = s
+        .conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'balances'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(tables, 0);
+    let au = Country::from_stored("AU").unwrap();
+    let nz = Country::from_stored("NZ").unwrap();
+    let number = |n: &str| CertificateNumber::from_stored(n).unwrap();
+    s.write(|tx| -> Result<()> {
+        assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(200));
+        assert_eq!(tx.certificate(nz, number("C2"))?.unwrap().used, Hundredths::ZERO);
+        Ok(())
+    })
+    .unwrap();
+    assert!(s.read(|tx| tx.ledger_mismatches()).unwrap().is_empty());
 }
 
 /// The group look-up seeks each key (no scan of a country's certificates).
@@ -124,16 +185,31 @@ fn usage_events_are_append_only() {
     s.execute_raw(
         "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
          ior, exporter) VALUES (1, 'AU','1','Q','0201','KG',100,20260101,20261231,2026,'12-3456789AB','X');
-         INSERT INTO balances (certificate, certified) VALUES (1, 100);
-         INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
-         VALUES (1,1,'ABC','12345676',1,'D',5,20260315,1);",
+         INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
+         certified) VALUES (1,1,'ABC','12345676',1,'D',5,20260315,1,5,100);",
     )
     .unwrap();
     assert!(s.execute_raw("UPDATE usage_events SET quantity = 1").is_err());
     assert!(s.execute_raw("DELETE FROM usage_events").is_err());
-    assert!(s.execute_raw("UPDATE balances SET used = 101").is_err());
-    assert!(s.execute_raw("UPDATE balances SET used = -1").is_err());
-    assert!(s.execute_raw("UPDATE balances SET used = 100").is_ok());
+    // An event's balance never leaves 0..=certified.
+    let event = |seq: i64, kind: &str, quantity: i64, used: i64| {
+        format!(
+            "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
+             certified) VALUES (1,{seq},'ABC','12345676',1,'{kind}',{quantity},20260315,1,{used},100)"
+        )
+    };
+    assert!(s.execute_raw(&event(2, "D", 96, 101)).is_err());
+    assert!(s.execute_raw(&event(2, "C", 6, -1)).is_err());
+    assert!(s.execute_raw(&event(2, "D", 95, 100)).is_ok());
+    assert!(s.read(|tx| tx.ledger_mismatches()).unwrap().is_empty());
+    // The audit finds an event whose balance is not its replay, and a gap.
+    s.execute_raw(&event(3, "C", 10, 100)).unwrap();
+    assert_eq!(s.read(|tx| tx.ledger_mismatches()).unwrap(), vec![(1, 100, 90)]);
+    s.execute_raw(&event(5, "C", 10, 90)).unwrap();
+    assert_eq!(
+        s.read(|tx| tx.ledger_mismatches()).unwrap(),
+        vec![(1, 100, 90), (1, 90, 80)]
+    );
 }
 
 /// A commit stays in the WAL (the automatic checkpoint is a far backstop)
@@ -184,7 +260,9 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
          ior, exporter) VALUES
          (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X'),
          (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
-         INSERT INTO balances (certificate, certified, used, events) VALUES (1, 10000, 2500, 1), (2, 500, 100, 0);",
+         INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
+         certified) VALUES (1,1,'ABC','12345676',1,'D',2500,20260315,1,2500,10000),
+         (2,1,'ABC','12345684',1,'D',100,20260315,1,100,500);",
     )
     .unwrap();
     let mut reader = s.certificate_reader().unwrap().unwrap();
@@ -224,9 +302,11 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
     .unwrap();
     let used: i64 = s
         .read(|tx| -> Result<_> {
-            Ok(tx
-                .tx
-                .query_row("SELECT used FROM balances WHERE certificate = 1", [], |r| r.get(0))?)
+            Ok(tx.tx.query_row(
+                "SELECT used FROM usage_events WHERE certificate = 1 ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )?)
         })
         .unwrap();
     assert_eq!(used, 3500);
@@ -247,8 +327,7 @@ fn the_next_transaction_reads_certificates_afresh() {
     let mut s = Store::open_in_memory().unwrap();
     s.execute_raw(
         "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
-         ior, exporter) VALUES (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X');
-         INSERT INTO balances (certificate, certified) VALUES (1, 10000);",
+         ior, exporter) VALUES (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X');",
     )
     .unwrap();
     let au = Country::from_stored("AU").unwrap();
@@ -258,10 +337,15 @@ fn the_next_transaction_reads_certificates_afresh() {
             .unwrap()
     };
     assert_eq!(used(&mut s), Hundredths::ZERO);
-    s.execute_raw("UPDATE balances SET used = 500 WHERE certificate = 1")
-        .unwrap();
+    // Events appended behind the store's back (as by another process).
+    let event = |seq: i64, quantity: i64, used: i64| {
+        format!(
+            "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
+             certified) VALUES (1,{seq},'ABC','12345676',1,'D',{quantity},20260315,1,{used},10000)"
+        )
+    };
+    s.execute_raw(&event(1, 500, 500)).unwrap();
     assert_eq!(used(&mut s), Hundredths::new(500));
-    s.execute_raw("UPDATE balances SET used = 700 WHERE certificate = 1")
-        .unwrap();
+    s.execute_raw(&event(2, 200, 700)).unwrap();
     assert_eq!(used(&mut s), Hundredths::new(700));
 }
