@@ -941,9 +941,9 @@ macro_rules! by_numbers {
 }
 const CERT_BY_KEY: &str = cert_where!("c.country = ?1 AND c.number = ?2");
 const CERT_BY_ID: &str = cert_where!("c.id = ?1");
-const CERT_BY_NUMBERS: &str = cert_where!(by_numbers!());
 /// The terms alone, in the columns of `certificate_from_row` (balance and
-/// event count 0): what a [`CertificateReader`] reads.
+/// event count 0), of one country's certificates whose numbers are in an
+/// array.
 const TERMS_BY_NUMBERS: &str = concat!(
     "SELECT ",
     cert_columns!("0"),
@@ -951,16 +951,13 @@ const TERMS_BY_NUMBERS: &str = concat!(
     by_numbers!()
 );
 
-/// Reads the certificates of `keys` (sorted, without repeats) with their
-/// event counts, one statement per country; `sql` is `CERT_BY_NUMBERS` or
-/// `TERMS_BY_NUMBERS`.
-fn read_certificates(
-    conn: &Connection,
-    sql: &str,
-    keys: &[(Country, CertificateNumber)],
-    mut found: impl FnMut(Certificate, i64),
-) -> Result<()> {
-    let mut stmt = conn.prepare_cached(sql)?;
+/// Reads the terms of the certificates of `keys` (sorted, without repeats)
+/// that are on file, sorted by id, with balances and event counts 0 (see
+/// [`read_balances`]): one statement per country walks the key index front
+/// to back, instead of one statement per claim.
+fn read_terms(conn: &Connection, keys: &[(Country, CertificateNumber)]) -> Result<Vec<(Certificate, i64)>> {
+    let mut found = Vec::with_capacity(keys.len());
+    let mut stmt = conn.prepare_cached(TERMS_BY_NUMBERS)?;
     for run in keys.chunk_by(|a, b| a.0 == b.0) {
         let numbers: rusqlite::vtab::array::Array = std::rc::Rc::new(
             run.iter()
@@ -969,9 +966,39 @@ fn read_certificates(
         );
         let mut rows = stmt.query(params![run[0].0.as_str(), numbers])?;
         while let Some(r) = rows.next()? {
-            let cert = certificate_from_row(r)?.map_err(StoreError::Corrupt)?;
-            found(cert, r.get(14)?);
+            found.push((certificate_from_row(r)?.map_err(StoreError::Corrupt)?, 0));
         }
+    }
+    found.sort_unstable_by_key(|(c, _)| c.id);
+    Ok(found)
+}
+
+/// Sets the balance and event count of each of `certs` (sorted by id) from
+/// its latest usage event. A certificate's events are one short range of
+/// the primary key: reading it whole and keeping its last row (the bare
+/// column of `max`) costs one descent, where seeking the last row costs two.
+fn read_balances(conn: &Connection, certs: &mut [(Certificate, i64)]) -> Result<()> {
+    let ids: rusqlite::vtab::array::Array = std::rc::Rc::new(
+        certs
+            .iter()
+            .map(|(c, _)| rusqlite::types::Value::Integer(c.id))
+            .collect(),
+    );
+    let mut stmt = conn.prepare_cached(
+        "SELECT certificate, max(seq), used FROM usage_events WHERE certificate IN rarray(?1)
+         GROUP BY certificate ORDER BY certificate",
+    )?;
+    let mut rows = stmt.query([ids])?;
+    let mut at = 0;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let bad = || StoreError::Corrupt(format!("balance of certificate {id}"));
+        while certs.get(at).is_some_and(|(c, _)| c.id < id) {
+            at += 1;
+        }
+        let (cert, events) = certs.get_mut(at).filter(|(c, _)| c.id == id).ok_or_else(bad)?;
+        *events = r.get(1)?;
+        cert.used = Hundredths::new(u64::try_from(r.get::<_, i64>(2)?).map_err(|_| bad())?);
     }
     Ok(())
 }
@@ -980,8 +1007,9 @@ fn read_certificates(
 #[derive(Debug)]
 pub struct Fetched {
     keys: Vec<(Country, CertificateNumber)>,
-    /// Terms only: the writer reads the balances itself.
-    found: Vec<Certificate>,
+    /// Terms only, sorted by id: the writer reads the balances itself (on
+    /// its larger page cache, where they are faster to read).
+    found: Vec<(Certificate, i64)>,
 }
 
 /// A second, read-only connection that reads the certificates of a group's
@@ -1034,8 +1062,7 @@ impl ReaderSnapshot<'_> {
     pub fn certificates(&self, mut keys: Vec<(Country, CertificateNumber)>) -> Result<Fetched> {
         keys.sort_unstable();
         keys.dedup();
-        let mut found = Vec::with_capacity(keys.len());
-        read_certificates(self.tx, TERMS_BY_NUMBERS, &keys, |cert, _| found.push(cert))?;
+        let found = read_terms(self.tx, &keys)?;
         Ok(Fetched { keys, found })
     }
 }
@@ -1170,9 +1197,11 @@ impl Tx<'_> {
         keys.dedup();
         ledger.by_key.reserve(keys.len());
         ledger.held.reserve(keys.len());
-        read_certificates(self.tx, CERT_BY_NUMBERS, keys, |cert, events| {
-            Tx::hold(&mut ledger, Some((cert, events)));
-        })?;
+        let mut found = read_terms(self.tx, keys)?;
+        read_balances(self.tx, &mut found)?;
+        for found in found {
+            Tx::hold(&mut ledger, Some(found));
+        }
         for key in keys.iter() {
             ledger.by_key.entry(*key).or_insert(None);
         }
@@ -1180,50 +1209,23 @@ impl Tx<'_> {
     }
 
     /// Takes certificates read on another connection into the ledger, with
-    /// their balances (their latest usage events) read here. Their terms are those this transaction
+    /// their balances read here. Their terms are those this transaction
     /// started from (see [`CertificateReader`]); the ledger's own view of a
-    /// certificate, once it has one, wins. Refused (`false`, nothing taken)
-    /// once this transaction has changed certificate terms, which the other
-    /// connection cannot see.
+    /// certificate, once it has one, wins. Refused (`false`, nothing taken) once this
+    /// transaction has changed certificate terms, which the other connection
+    /// cannot see.
     pub fn hold_fetched(&self, fetched: Fetched) -> Result<bool> {
         if self.terms_changed.get() {
             return Ok(false);
         }
         let mut ledger = self.ledger.borrow_mut();
-        let mut new: Vec<Certificate> = fetched
-            .found
-            .into_iter()
-            .filter(|c| {
-                !ledger.by_key.contains_key(&(c.terms.country, c.terms.number)) && !ledger.held.contains_key(&c.id)
-            })
-            .collect();
-        new.sort_unstable_by_key(|c| c.id);
-        let ids: rusqlite::vtab::array::Array =
-            std::rc::Rc::new(new.iter().map(|c| rusqlite::types::Value::Integer(c.id)).collect());
-        // A left join keeps the array's order: one row per id, NULL for a
-        // certificate without events.
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT a.value, coalesce(u.used, 0), coalesce(u.seq, 0) FROM rarray(?1) a
-             LEFT JOIN usage_events u ON u.certificate = a.value
-                 AND u.seq = (SELECT max(m.seq) FROM usage_events m WHERE m.certificate = a.value)",
-        )?;
-        let mut rows = stmt.query([ids])?;
-        for mut cert in new {
-            let row = rows.next()?;
-            let (id, used, events): (i64, i64, i64) = match row {
-                Some(r) => (r.get(0)?, r.get(1)?, r.get(2)?),
-                None => (0, 0, 0),
-            };
-            if id != cert.id {
-                return Err(StoreError::Corrupt(format!(
-                    "balance of certificate {} not read",
-                    cert.id
-                )));
-            }
-            cert.used = Hundredths::new(
-                u64::try_from(used).map_err(|_| StoreError::Corrupt(format!("balance of certificate {id}")))?,
-            );
-            Tx::hold(&mut ledger, Some((cert, events)));
+        let mut new = fetched.found;
+        new.retain(|(c, _)| {
+            !ledger.by_key.contains_key(&(c.terms.country, c.terms.number)) && !ledger.held.contains_key(&c.id)
+        });
+        read_balances(self.tx, &mut new)?;
+        for found in new {
+            Tx::hold(&mut ledger, Some(found));
         }
         for key in fetched.keys {
             ledger.by_key.entry(key).or_insert(None);

@@ -133,12 +133,43 @@ fn version_2_store_migrates_its_balances_into_the_events() {
     let au = Country::from_stored("AU").unwrap();
     let nz = Country::from_stored("NZ").unwrap();
     let number = |n: &str| CertificateNumber::from_stored(n).unwrap();
+    // Read one at a time, and as a group (the last of several events, and
+    // none); the next event continues C1's sequence and balance.
     s.write(|tx| -> Result<()> {
         assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(200));
         assert_eq!(tx.certificate(nz, number("C2"))?.unwrap().used, Hundredths::ZERO);
         Ok(())
     })
     .unwrap();
+    s.write(|tx| -> Result<()> {
+        tx.prefetch_certificates(&mut vec![(nz, number("C2")), (au, number("C1"))])?;
+        assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(200));
+        assert_eq!(tx.certificate(nz, number("C2"))?.unwrap().used, Hundredths::ZERO);
+        tx.apply_entry(&EntryChange {
+            entry: EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), b"12345684").unwrap(),
+            version: 1,
+            deleted: false,
+            ior: None,
+            credits: vec![],
+            debits: vec![ClaimChange {
+                line: 1,
+                certificate: 1,
+                quantity: Hundredths::new(100),
+                version: 1,
+            }],
+            date: Date::from_ccyymmdd(20260317).unwrap(),
+        })
+    })
+    .unwrap();
+    let last: (i64, i64, i64) = s
+        .conn
+        .query_row(
+            "SELECT seq, used, certified FROM usage_events WHERE certificate = 1 ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(last, (3, 300, 500));
     assert!(s.read(|tx| tx.ledger_mismatches()).unwrap().is_empty());
 }
 
@@ -148,7 +179,7 @@ fn group_look_up_seeks_each_key() {
     let s = Store::open_in_memory().unwrap();
     let plan: Vec<String> = s
         .conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {CERT_BY_NUMBERS}"))
+        .prepare(&format!("EXPLAIN QUERY PLAN {TERMS_BY_NUMBERS}"))
         .unwrap()
         .query_map(
             params!["AU", std::rc::Rc::new(vec![rusqlite::types::Value::Text("C1".into())])],
