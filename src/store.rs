@@ -239,11 +239,11 @@ CREATE TABLE usage_events_v3 (
 ) WITHOUT ROWID;
 INSERT INTO usage_events_v3 (certificate, seq, filer, number, line, kind, quantity, date, version, used, certified)
     SELECT r.certificate, r.seq, r.filer, r.number, r.line, r.kind, r.quantity, r.date, r.version, r.used,
-        max(b.certified, r.used)
+        max(coalesce(b.certified, 0), r.used)
     FROM (SELECT u.*, sum(CASE u.kind WHEN 'D' THEN u.quantity ELSE -u.quantity END)
               OVER (PARTITION BY u.certificate ORDER BY u.seq) AS used
           FROM usage_events u) r
-    JOIN balances b ON b.certificate = r.certificate;
+    LEFT JOIN balances b ON b.certificate = r.certificate;
 DROP TABLE usage_events;
 ALTER TABLE usage_events_v3 RENAME TO usage_events;
 CREATE TRIGGER usage_events_append_only_u BEFORE UPDATE ON usage_events
