@@ -18,8 +18,10 @@
 #            second = accepted claims (lines `E1 IC00` of the response) / hyperfine
 #            median, synchronous=FULL. Baseline in the same run: benches/claims_baseline.rs,
 #            "the obvious approach" (per claim SELECT, UPDATE, INSERT; COMMIT every 1,000
-#            claims) on a copy of the same store, same file. The store is restored from a
-#            snapshot before every run (hyperfine --prepare, then `sync`).
+#            claims) on a copy of the same store, same file, with its own balance and
+#            usage tables (added to the snapshot once, untimed: `claims_baseline --prepare`).
+#            The store is restored from a snapshot before every run (hyperfine --prepare,
+#            then `sync`).
 #            Also in the same run: `process` with `lookahead = false` (one thread), whose
 #            responses must be byte-identical; and benches/claims_floor.rs, the store's own
 #            statements for the same file timed alone (read, write, commit; median of
