@@ -22,6 +22,7 @@
 //! | `max_connections` | `ECERTD_MAX_CONNECTIONS` | | 64 | concurrent TCP connections |
 //! | `max_batch_bytes` | `ECERTD_MAX_BATCH_BYTES` | | 8388608 | bytes of one TCP batch |
 //! | `idle_timeout_ms` | `ECERTD_IDLE_TIMEOUT_MS` | | 60000 | TCP read/write stall limit |
+//! | `batch_timeout_ms` | `ECERTD_BATCH_TIMEOUT_MS` | | 300000 | a TCP batch's time from its first record to its Z |
 //! | `shutdown_timeout_ms` | `ECERTD_SHUTDOWN_TIMEOUT_MS` | | 20000 | drain limit after SIGINT/SIGTERM |
 //! | `store_busy_timeout_ms` | `ECERTD_STORE_BUSY_TIMEOUT_MS` | | 30000 | wait for a store lock held by another process |
 //! | `log_format` | `ECERTD_LOG_FORMAT` | | `text` | `text` or `json` (stderr) |
@@ -66,6 +67,8 @@ pub struct Settings {
     pub max_connections: usize,
     pub max_batch_bytes: usize,
     pub idle_timeout: Duration,
+    /// How long a TCP batch may take from its first record to its Z record.
+    pub batch_timeout: Duration,
     pub shutdown_timeout: Duration,
     /// How long a store write waits for a lock held by another process.
     pub store_busy_timeout: Duration,
@@ -92,6 +95,7 @@ impl Default for Settings {
             max_connections: 64,
             max_batch_bytes: 8 << 20,
             idle_timeout: Duration::from_secs(60),
+            batch_timeout: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(20),
             store_busy_timeout: Duration::from_secs(30),
             log_format: LogFormat::Text,
@@ -155,6 +159,7 @@ pub const KEYS: &[&str] = &[
     "max_connections",
     "max_batch_bytes",
     "idle_timeout_ms",
+    "batch_timeout_ms",
     "shutdown_timeout_ms",
     "store_busy_timeout_ms",
     "log_format",
@@ -264,6 +269,7 @@ impl Settings {
             "max_connections" => self.max_connections = raw.integer(1, 100_000)? as usize,
             "max_batch_bytes" => self.max_batch_bytes = raw.integer(1024, 1 << 32)? as usize,
             "idle_timeout_ms" => self.idle_timeout = Duration::from_millis(raw.integer(10, DAY_MS)?),
+            "batch_timeout_ms" => self.batch_timeout = Duration::from_millis(raw.integer(10, DAY_MS)?),
             "shutdown_timeout_ms" => self.shutdown_timeout = Duration::from_millis(raw.integer(100, DAY_MS)?),
             "store_busy_timeout_ms" => self.store_busy_timeout = Duration::from_millis(raw.integer(0, DAY_MS)?),
             "log_format" => {

@@ -1004,6 +1004,7 @@ async fn run(p: Parts) -> Result<bool> {
             channel: settings.listen_channel,
             max_batch_bytes: settings.max_batch_bytes,
             idle_timeout: settings.idle_timeout,
+            batch_timeout: settings.batch_timeout,
             max_connections: settings.max_connections,
         });
         tcp_task = Some(tokio::spawn(crate::net::serve(listener, ctx, shutdown_rx.clone())));

@@ -13,7 +13,10 @@
 //! Limits (configuration): `max_connections` (more are closed at once),
 //! `max_batch_bytes` (a batch growing past it closes the connection),
 //! `idle_timeout_ms` (a line not completed, or an answer not taken, within
-//! it closes the connection). A line over 1024 bytes or holding a NUL byte
+//! it closes the connection), `batch_timeout_ms` (a batch whose Z record has
+//! not arrived that long after its first record closes the connection: a
+//! client that trickles records just inside the idle timeout cannot hold a
+//! connection slot for days). A line over 1024 bytes or holding a NUL byte
 //! is garbage and closes the connection. A half-received batch is dropped,
 //! never processed. None of this touches other connections.
 
@@ -48,6 +51,7 @@ pub struct NetCtx {
     pub channel: Channel,
     pub max_batch_bytes: usize,
     pub idle_timeout: Duration,
+    pub batch_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -174,6 +178,9 @@ async fn converse(
     let mut pending: Vec<u8> = Vec::new();
     let mut line = Vec::with_capacity(128);
     let mut batches = 0u64;
+    // When the batch being received must have its Z record: set by its
+    // first record, cleared by the answer.
+    let mut batch_deadline: Option<tokio::time::Instant> = None;
     let input = format!("tcp:{peer}");
     let conn = format!("tcp-{id}");
     loop {
@@ -181,11 +188,14 @@ async fn converse(
             return Ok(("shutdown", batches));
         }
         line.clear();
+        let idle_deadline = tokio::time::Instant::now() + ctx.idle_timeout;
+        let deadline = batch_deadline.map_or(idle_deadline, |b| b.min(idle_deadline));
         let read = tokio::select! {
-            r = tokio::time::timeout(ctx.idle_timeout, read_line(&mut rd, &mut line)) => r,
+            r = tokio::time::timeout_at(deadline, read_line(&mut rd, &mut line)) => r,
             _ = stopped(&mut shutdown) => return Ok(("shutdown", batches)),
         };
         match read {
+            Err(_) if batch_deadline.is_some_and(|b| b <= idle_deadline) => return Ok(("batch_timeout", batches)),
             Err(_) => return Ok(("idle_timeout", batches)),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(LineRead::Eof)) => return Ok(("closed_by_peer", batches)),
@@ -197,8 +207,10 @@ async fn converse(
         }
         pending.extend_from_slice(&line);
         if line.first() != Some(&b'Z') {
+            batch_deadline.get_or_insert_with(|| tokio::time::Instant::now() + ctx.batch_timeout);
             continue;
         }
+        batch_deadline = None;
         // A Z record: frame and answer everything received since the last answer.
         let started = Instant::now();
         let bytes = std::mem::take(&mut pending);

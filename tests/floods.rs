@@ -1,6 +1,6 @@
 //! Floods, through the real binary: many tiny files dropped at once, many
 //! concurrent TCP connections (and more than the limit), a client dripping
-//! one byte at a time. Each must be served completely, other clients must
+//! one byte at a time, a batch that never ends. Each must be served completely, other clients must
 //! be served meanwhile, and the daemon's memory must stay bounded
 //! (`VmHWM`, the peak resident set, from /proc/PID/status).
 //!
@@ -432,5 +432,65 @@ fn slow_drip_client_does_not_hold_others_up() {
     });
     assert_eq!(closed_line[0]["level"], "WARN");
     assert!(hwm / 1024 < 64, "VmHWM {} MiB", hwm / 1024);
+    assert!(d.terminate(Duration::from_secs(20)).success());
+}
+
+/// A client that sends a record every 200 ms, each well inside the idle
+/// timeout, but never its batch's Z record, is closed at the batch deadline
+/// (`batch_timeout_ms`) instead of holding its connection slot for ever. A
+/// batch of the same connection answered in time before does not count
+/// against the next, and other clients are served meanwhile.
+#[test]
+fn endless_batch_is_closed_at_the_batch_deadline() {
+    let s = spool();
+    let want = want_answer(&s);
+    let mut d = s.start(
+        &["--listen", "127.0.0.1:0"],
+        &[("ECERTD_IDLE_TIMEOUT_MS", "3000"), ("ECERTD_BATCH_TIMEOUT_MS", "1500")],
+    );
+    let addr = d.addr("TCP endpoint listening");
+    let lines: Vec<String> = query().split_inclusive('\n').map(str::to_string).collect();
+    let mut c = connect(addr);
+    // A batch whose records come 200 ms apart, its Z within the deadline.
+    for l in &lines {
+        c.write_all(l.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(read_batches(&mut c, 1).expect("answer in time"), want);
+    // Then records 200 ms apart for ever, never the Z.
+    let start = Instant::now();
+    let mut served = 0;
+    let closed_after = loop {
+        let l = &lines[served % (lines.len() - 1)];
+        if c.write_all(l.as_bytes()).is_err() || closed_within(&mut c, Duration::from_millis(200)) {
+            break start.elapsed();
+        }
+        let waited = probe(addr, &want);
+        assert!(
+            waited < Duration::from_secs(1),
+            "a client waited {waited:?} behind the endless batch"
+        );
+        served += 1;
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "an endless batch was not closed"
+        );
+    };
+    eprintln!(
+        "endless batch: closed {closed_after:.2?} after its first record; {served} other clients served meanwhile"
+    );
+    assert!(
+        closed_after >= Duration::from_millis(1400),
+        "closed after {closed_after:?}"
+    );
+    assert!(
+        closed_after < Duration::from_millis(2900),
+        "closed after {closed_after:?}"
+    );
+    let closed = wait_logs(&d, "TCP connection closed", 1, Duration::from_secs(10), |v| {
+        v["fields"]["reason"] == "batch_timeout"
+    });
+    assert_eq!(closed[0]["level"], "WARN");
+    assert_eq!(closed[0]["fields"]["batches"], 1);
     assert!(d.terminate(Duration::from_secs(20)).success());
 }
