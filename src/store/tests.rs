@@ -9,6 +9,25 @@ fn broker() -> Sender {
     }
 }
 
+/// An accepted entry summary with one debit: line 1 of `entry` (version
+/// `version`) claims `quantity` of certificate `certificate` on `date`.
+fn debit(entry: EntryNumber, version: u32, certificate: i64, quantity: u64, date: u32) -> EntryChange {
+    EntryChange {
+        entry,
+        version,
+        deleted: false,
+        ior: None,
+        credits: vec![],
+        debits: vec![ClaimChange {
+            line: 1,
+            certificate,
+            quantity: Hundredths::new(quantity),
+            version,
+        }],
+        date: Date::from_ccyymmdd(date).unwrap(),
+    }
+}
+
 /// A store written by schema version 1 (balances inside `certificates`)
 /// opens with its certificates, balances and events intact, and its next
 /// claim continues the certificate's event sequence.
@@ -41,20 +60,7 @@ fn version_1_store_migrates_with_its_balances() {
             (1, Hundredths::new(2500), Hundredths::new(10000))
         );
         assert_eq!(cert.terms.exporter, "X");
-        tx.apply_entry(&EntryChange {
-            entry,
-            version: 2,
-            deleted: false,
-            ior: None,
-            credits: vec![],
-            debits: vec![ClaimChange {
-                line: 1,
-                certificate: 1,
-                quantity: Hundredths::new(100),
-                version: 2,
-            }],
-            date: Date::from_ccyymmdd(20260316).unwrap(),
-        })?;
+        tx.apply_entry(&debit(entry, 2, 1, 100, 20260316))?;
         Ok(())
     })
     .unwrap();
@@ -145,20 +151,13 @@ fn version_2_store_migrates_its_balances_into_the_events() {
         tx.prefetch_certificates(&mut vec![(nz, number("C2")), (au, number("C1"))])?;
         assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(200));
         assert_eq!(tx.certificate(nz, number("C2"))?.unwrap().used, Hundredths::ZERO);
-        tx.apply_entry(&EntryChange {
-            entry: EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), b"12345684").unwrap(),
-            version: 1,
-            deleted: false,
-            ior: None,
-            credits: vec![],
-            debits: vec![ClaimChange {
-                line: 1,
-                certificate: 1,
-                quantity: Hundredths::new(100),
-                version: 1,
-            }],
-            date: Date::from_ccyymmdd(20260317).unwrap(),
-        })
+        tx.apply_entry(&debit(
+            EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), b"12345684").unwrap(),
+            1,
+            1,
+            100,
+            20260317,
+        ))
     })
     .unwrap();
     let last: (i64, i64, i64) = s
@@ -303,20 +302,7 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
     s.write(|tx| -> Result<()> {
         // The writer moves C1 before the reader's answer is taken.
         assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(2500));
-        tx.apply_entry(&EntryChange {
-            entry,
-            version: 1,
-            deleted: false,
-            ior: None,
-            credits: vec![],
-            debits: vec![ClaimChange {
-                line: 1,
-                certificate: 1,
-                quantity: Hundredths::new(1000),
-                version: 1,
-            }],
-            date: Date::from_ccyymmdd(20260316).unwrap(),
-        })?;
+        tx.apply_entry(&debit(entry, 1, 1, 1000, 20260316))?;
         let keys = vec![(au, number("C1")), (nz, number("C2")), (au, number("C9"))];
         let fetched = reader.snapshot(|snap| snap.certificates(keys))??;
         assert_eq!(fetched.found.len(), 2);
