@@ -1211,9 +1211,9 @@ impl Tx<'_> {
     /// Takes certificates read on another connection into the ledger, with
     /// their balances read here. Their terms are those this transaction
     /// started from (see [`CertificateReader`]); the ledger's own view of a
-    /// certificate, once it has one, wins. Refused (`false`, nothing taken) once this
-    /// transaction has changed certificate terms, which the other connection
-    /// cannot see.
+    /// certificate, once it has one, wins. Refused (`false`, nothing taken)
+    /// once this transaction has changed certificate terms, which the other
+    /// connection cannot see.
     pub fn hold_fetched(&self, fetched: Fetched) -> Result<bool> {
         if self.terms_changed.get() {
             return Ok(false);
