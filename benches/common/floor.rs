@@ -7,7 +7,7 @@
 //!
 //! 1. read: the group's certificates in key order, terms then balances (each
 //!    certificate's latest usage event), with the statement shapes ecertd
-//!    uses (`IN rarray(?)`, one per country; a left join over the ids);
+//!    uses (`IN rarray(?)`: one per country, then one over the ids);
 //! 2. decide, untimed: an entry is taken or refused whole (certificate on
 //!    file, naming the entry's IOR, enough left);
 //! 3. write: the usage events, each with the balance it leaves, in key
@@ -112,24 +112,23 @@ fn group(
     }
     let mut by_id: Vec<(i64, (&str, &str))> = held.iter().map(|(k, h)| (h.id, *k)).collect();
     by_id.sort_unstable();
-    let ids = Rc::new(by_id.iter().map(|(id, _)| Value::Integer(*id)).collect::<Vec<_>>());
     if let Some(carried) = carried.as_deref() {
         for h in held.values_mut() {
             (h.used, h.events) = carried.get(&h.id).copied().unwrap_or((0, 0));
         }
     } else {
+        let ids = Rc::new(by_id.iter().map(|(id, _)| Value::Integer(*id)).collect::<Vec<_>>());
         let mut balances = conn.prepare_cached(
-            "SELECT a.value, coalesce(u.used, 0), coalesce(u.seq, 0) FROM rarray(?1) a
-             LEFT JOIN usage_events u ON u.certificate = a.value
-                 AND u.seq = (SELECT max(m.seq) FROM usage_events m WHERE m.certificate = a.value)",
+            "SELECT certificate, max(seq), used FROM usage_events WHERE certificate IN rarray(?1)
+             GROUP BY certificate ORDER BY certificate",
         )?;
         let mut rows = balances.query([ids])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             if let Ok(at) = by_id.binary_search_by_key(&id, |(id, _)| *id) {
                 if let Some(h) = held.get_mut(&by_id[at].1) {
-                    h.used = r.get(1)?;
-                    h.events = r.get(2)?;
+                    h.events = r.get(1)?;
+                    h.used = r.get(2)?;
                 }
             }
         }
