@@ -3,6 +3,7 @@
 //! store transaction. Responses are returned only after their commit.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -10,18 +11,20 @@ use crate::apps::{self, certificates, entries, queries, Transactions};
 use crate::codes::Code;
 use crate::envelope::{self, App, Channel, Header, Problem, ResponseWriter, SenderKind};
 use crate::layout;
-use crate::lookahead::{Key, Lookahead};
+use crate::lookahead::{Answers, Key, Lookahead};
 use crate::model::{Certificate, Sender, UsageEvent};
 use crate::record::{BatchReader, RawBatch};
 use crate::store::{InputBatch, Store, StoreError, Tx};
 use crate::types::{Country, Date, FilerCode};
 
 /// At most this many records go into one group commit of [`Engine::process_stream`]:
-/// a larger group syncs each touched balance page once for more claims and
-/// walks the certificate index once for more look-ups, but holds its batches,
-/// their claims' certificates and their responses in memory until the commit
-/// (about 0.8 KiB per record; 200,000 records stay near 190 MiB of peak RSS).
-pub const GROUP_RECORDS: usize = 200_000;
+/// a larger group syncs each touched page once for more claims and walks the
+/// certificate index once for more look-ups, but holds its batches, their
+/// claims' certificates and their responses in memory until the commit
+/// (about 0.8 KiB per record), and with the look-ahead the next group's
+/// batches and certificates as well: 150,000 records stay near 220 MiB of
+/// peak RSS (200,000 reached 257-279 MiB).
+pub const GROUP_RECORDS: usize = 150_000;
 
 /// Operational errors of the pipeline (rejections are data, not errors).
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +139,19 @@ pub struct Engine<'s> {
     lookahead: Option<Lookahead>,
     /// Batches whose certificates the look-ahead read.
     read_ahead: u64,
+    /// Groups whose certificates the look-ahead read in one sweep.
+    groups_swept: u64,
+    /// The certificates of the next group of [`Engine::process_stream`],
+    /// being read in one sweep since the previous group's transaction.
+    next_group: Option<NextGroup>,
+}
+
+/// A read of the next group's certificates, and the `PRAGMA data_version`
+/// of the transaction it started in: the answer is that next transaction's
+/// state only if no other connection has committed in between.
+struct NextGroup {
+    data_version: i64,
+    answer: Answers,
 }
 
 impl<'s> Engine<'s> {
@@ -145,12 +161,20 @@ impl<'s> Engine<'s> {
             business_date,
             lookahead: None,
             read_ahead: 0,
+            groups_swept: 0,
+            next_group: None,
         }
     }
 
     /// How many batches had their certificates read by the look-ahead.
     pub fn batches_read_ahead(&self) -> u64 {
         self.read_ahead
+    }
+
+    /// How many groups had their certificates read by the look-ahead in one
+    /// sweep, while the group before them ran.
+    pub fn groups_swept(&self) -> u64 {
+        self.groups_swept
     }
 
     /// Reads the certificates of each group's claims on a second connection
@@ -175,17 +199,8 @@ impl<'s> Engine<'s> {
     }
 
     fn prepare<'a>(&mut self, session: &mut Session, raw: &'a RawBatch) -> Result<Prepared<'a>, EngineError> {
-        let env = envelope::frame(raw, Some(session.channel));
-        let mut problems = env.problems;
-        let mut blocks = Vec::new();
-        if let Some(app) = env.header.app {
-            for blk in env.blocks {
-                let txns = apps::split(app, raw, &blk, &mut problems);
-                blocks.push((blk, txns));
-            }
-        }
+        let (header, blocks, mut problems) = split_batch(raw, session.channel);
         // Authentication: the input speaks for the sender of its first batch.
-        let header = env.header;
         let mut sender = None;
         if raw.kind == crate::record::BatchKind::Enveloped {
             let a = raw.record(0);
@@ -258,7 +273,7 @@ impl<'s> Engine<'s> {
             first: k.index,
             last: false,
         });
-        let mut out = self.commit(session, std::slice::from_ref(raw), input)?;
+        let mut out = self.commit(session, std::slice::from_ref(raw), input, None)?;
         out.pop()
             .ok_or_else(|| StoreError::Corrupt("a batch without result".into()).into())
     }
@@ -276,7 +291,7 @@ impl<'s> Engine<'s> {
             first,
             last: false,
         });
-        self.commit(session, raws, input)
+        self.commit(session, raws, input, None)
     }
 
     /// Re-reads the first batch of a partly processed input so that the
@@ -303,16 +318,19 @@ impl<'s> Engine<'s> {
             first,
             last,
         };
-        self.commit(session, raws, Some(input))
+        self.commit(session, raws, Some(input), None)
     }
 
     /// Frames and authenticates `raws`, then runs them in one store
     /// transaction, recording each response against the input when given.
+    /// With the look-ahead, the certificates of `next` (the group to be
+    /// committed next) are read meanwhile.
     fn commit(
         &mut self,
         session: &mut Session,
         raws: &[RawBatch],
         input: Option<InputGroup<'_>>,
+        next: Option<&Arc<Vec<RawBatch>>>,
     ) -> Result<Vec<BatchResult>, EngineError> {
         let mut prepared = Vec::with_capacity(raws.len());
         for raw in raws {
@@ -338,15 +356,44 @@ impl<'s> Engine<'s> {
             .iter()
             .any(|p| p.blocks.iter().any(|(_, t)| matches!(t, Transactions::Certificates(_))));
         let claims = chunks.iter().any(|c| !c.is_empty());
-        let lookahead = self.lookahead.as_ref().filter(|_| claims && !changes_terms);
+        let reader = self.lookahead.as_ref().filter(|_| !changes_terms);
+        let lookahead = reader.filter(|_| claims);
+        let swept = self.next_group.take();
+        let mut next_group = None;
         let mut read_ahead = 0;
+        let mut held_sweep = false;
         let out = self.store.write(|tx| -> Result<Vec<BatchResult>, EngineError> {
+            let data_version = match reader.is_some() || swept.is_some() {
+                true => Some(tx.data_version()?),
+                false => None,
+            };
+            // This group's certificates read in one sweep while the previous
+            // group ran: the state this transaction started from, unless
+            // another connection has committed since (or the previous group
+            // changed terms: it then started no sweep).
+            if let Some(s) = swept.filter(|s| lookahead.is_some() && Some(s.data_version) == data_version) {
+                if let Some(f) = s.answer.next() {
+                    held_sweep = tx.hold_fetched(f)?;
+                }
+            }
             // Started only now that the write transaction is held.
-            let mut answers = lookahead.and_then(|l| l.read(chunks.clone()));
-            if answers.is_none() {
+            let mut answers = if held_sweep {
+                read_ahead += prepared.len() as u64;
+                None
+            } else {
+                lookahead.and_then(|l| l.read(chunks.clone()))
+            };
+            if !held_sweep && answers.is_none() {
                 // In key order first: one forward walk of the index instead
                 // of a random probe per claim.
                 tx.prefetch_certificates(&mut chunks.concat())?;
+            }
+            // The next group's sweep, queued behind this group's reads.
+            if let (Some(l), Some(next), Some(v)) = (reader, next, data_version) {
+                next_group = l.read_group(next.clone(), channel).map(|answer| NextGroup {
+                    data_version: v,
+                    answer,
+                });
             }
             let mut out = Vec::with_capacity(prepared.len());
             for (i, p) in prepared.into_iter().enumerate() {
@@ -381,6 +428,8 @@ impl<'s> Engine<'s> {
             Ok(out)
         })?;
         self.read_ahead += read_ahead;
+        self.groups_swept += u64::from(held_sweep);
+        self.next_group = next_group;
         Ok(out)
     }
 
@@ -393,29 +442,78 @@ impl<'s> Engine<'s> {
         mut out: impl FnMut(&BatchResult) -> std::io::Result<()>,
     ) -> Result<u64, EngineError> {
         let mut reader = BatchReader::new(input);
-        let mut pending = Vec::new();
-        let mut records = 0usize;
+        // With the look-ahead, the next group is read from the input before
+        // this one commits, so that its certificates are read meanwhile.
+        let ahead = self.lookahead.is_some();
         let mut count = 0u64;
-        loop {
-            let next = reader.next_batch()?;
-            let done = next.is_none();
-            if let Some(b) = next {
-                records += b.len();
-                pending.push(b);
+        let mut current = read_group(&mut reader, group)?.map(Arc::new);
+        while let Some(batches) = current {
+            let next = match ahead {
+                true => read_group(&mut reader, group)?.map(Arc::new),
+                false => None,
+            };
+            for r in self.commit(session, &batches, None, next.as_ref())? {
+                out(&r)?;
+                count += 1;
             }
-            if !pending.is_empty() && (done || pending.len() >= group.max(1) || records >= GROUP_RECORDS) {
-                for r in self.process_group(session, &pending, None)? {
-                    out(&r)?;
-                    count += 1;
-                }
-                pending.clear();
-                records = 0;
-            }
-            if done {
-                return Ok(count);
+            drop(batches);
+            current = match ahead {
+                true => next,
+                false => read_group(&mut reader, group)?.map(Arc::new),
+            };
+        }
+        self.next_group = None;
+        Ok(count)
+    }
+}
+
+/// The next group of `reader`'s batches: up to `group` batches, and no more
+/// once [`GROUP_RECORDS`] records are reached; `None` at the end.
+fn read_group<R: std::io::BufRead>(
+    reader: &mut BatchReader<R>,
+    group: usize,
+) -> Result<Option<Vec<RawBatch>>, EngineError> {
+    let mut batches = Vec::new();
+    let mut records = 0usize;
+    while batches.len() < group.max(1) && records < GROUP_RECORDS {
+        let Some(b) = reader.next_batch()? else { break };
+        records += b.len();
+        batches.push(b);
+    }
+    Ok((!batches.is_empty()).then_some(batches))
+}
+
+/// Frames `raw` and splits its blocks into transactions.
+fn split_batch(raw: &RawBatch, channel: Channel) -> (Header, Vec<(envelope::Block, Transactions)>, Vec<Problem>) {
+    let env = envelope::frame(raw, Some(channel));
+    let mut problems = env.problems;
+    let mut blocks = Vec::new();
+    if let Some(app) = env.header.app {
+        for blk in env.blocks {
+            let txns = apps::split(app, raw, &blk, &mut problems);
+            blocks.push((blk, txns));
+        }
+    }
+    (env.header, blocks, problems)
+}
+
+/// The certificates the claims of `raw` name, as [`Engine::commit`] reads
+/// them, but without authenticating (for the look-ahead: a batch refused
+/// later has only cost it a few look-ups).
+pub(crate) fn claim_keys(raw: &RawBatch, channel: Channel) -> Vec<Key> {
+    let (_, blocks, problems) = split_batch(raw, channel);
+    let mut keys = Vec::new();
+    if !problems.is_empty() {
+        return keys;
+    }
+    for (blk, txns) in &blocks {
+        if let Transactions::Entries(v) = txns {
+            for t in v {
+                keys.extend(entries::parse(raw, t, &blk.filer).certificates());
             }
         }
     }
+    keys
 }
 
 fn record(

@@ -5,10 +5,19 @@
 //! The writer starts a read only once it holds its write transaction (see
 //! [`CertificateReader`] for why that makes the reader's snapshot exact), and
 //! takes the answer batch by batch, in order, before evaluating each batch.
+//!
+//! It can also read the certificates of the *next* group in one sweep in key
+//! order while the current group runs ([`Lookahead::read_group`]): a batch's
+//! few hundred certificates lie on as many leaf pages, which later batches
+//! read again, where a group's sweep reads each page once. The writer takes
+//! that answer in the next group's transaction only if no other connection
+//! has committed in between (see [`crate::engine`]).
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
+use crate::envelope::Channel;
+use crate::record::RawBatch;
 use crate::store::{CertificateReader, Fetched, StoreError};
 use crate::types::{CertificateNumber, Country};
 
@@ -17,9 +26,19 @@ pub type Key = (Country, CertificateNumber);
 /// How many answers the reader may be ahead of the writer.
 const AHEAD: usize = 4;
 
-struct Job {
-    chunks: Vec<Vec<Key>>,
-    answers: mpsc::SyncSender<Result<Fetched, StoreError>>,
+enum Job {
+    /// One answer per chunk (a batch's keys), in order, on one snapshot.
+    Batches {
+        chunks: Vec<Vec<Key>>,
+        answers: mpsc::SyncSender<Result<Fetched, StoreError>>,
+    },
+    /// One answer for all the certificates the claims of a group of batches
+    /// name, read in one sweep.
+    Group {
+        raws: Arc<Vec<RawBatch>>,
+        channel: Channel,
+        answers: mpsc::SyncSender<Result<Fetched, StoreError>>,
+    },
 }
 
 /// The reading thread; it stops when this is dropped.
@@ -35,19 +54,30 @@ impl Lookahead {
             .name("ecertd-lookahead".into())
             .spawn(move || {
                 while let Ok(job) = incoming.recv() {
-                    let Job { chunks, answers } = job;
-                    let read = reader.snapshot(|snap| {
-                        for keys in chunks {
-                            let answer = snap.certificates(keys);
-                            let failed = answer.is_err();
-                            // A writer that has gone no longer wants the rest.
-                            if answers.send(answer).is_err() || failed {
-                                break;
+                    match job {
+                        Job::Batches { chunks, answers } => {
+                            let read = reader.snapshot(|snap| {
+                                for keys in chunks {
+                                    let answer = snap.certificates(keys);
+                                    let failed = answer.is_err();
+                                    // A writer that has gone no longer wants the rest.
+                                    if answers.send(answer).is_err() || failed {
+                                        break;
+                                    }
+                                }
+                            });
+                            if let Err(e) = read {
+                                let _ = answers.send(Err(e));
                             }
                         }
-                    });
-                    if let Err(e) = read {
-                        let _ = answers.send(Err(e));
+                        Job::Group { raws, channel, answers } => {
+                            let keys: Vec<Key> = raws
+                                .iter()
+                                .flat_map(|raw| crate::engine::claim_keys(raw, channel))
+                                .collect();
+                            let answer = reader.snapshot(|snap| snap.certificates(keys)).and_then(|a| a);
+                            let _ = answers.send(answer);
+                        }
                     }
                 }
             })?;
@@ -62,7 +92,17 @@ impl Lookahead {
     /// write transaction they are for. `None` when the thread is gone.
     pub fn read(&self, chunks: Vec<Vec<Key>>) -> Option<Answers> {
         let (answers, rx) = mpsc::sync_channel(AHEAD);
-        self.jobs.as_ref()?.send(Job { chunks, answers }).ok()?;
+        self.jobs.as_ref()?.send(Job::Batches { chunks, answers }).ok()?;
+        Some(Answers { rx })
+    }
+
+    /// Starts reading the certificates the claims of `raws` (a group to be
+    /// processed next) name, in one sweep, after the reads already asked
+    /// for; one answer. Call only while holding a write transaction: the
+    /// snapshot then starts no earlier than that transaction.
+    pub fn read_group(&self, raws: Arc<Vec<RawBatch>>, channel: Channel) -> Option<Answers> {
+        let (answers, rx) = mpsc::sync_channel(1);
+        self.jobs.as_ref()?.send(Job::Group { raws, channel, answers }).ok()?;
         Some(Answers { rx })
     }
 }

@@ -1169,6 +1169,12 @@ impl Tx<'_> {
         Ok(Tx::hold(&mut ledger, found))
     }
 
+    /// SQLite's `PRAGMA data_version`: it changes when another connection
+    /// commits, and only then.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self.tx.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// The certificate `number` of `country`, with the balance this
     /// transaction has left it.
     pub fn certificate(&self, country: Country, number: CertificateNumber) -> Result<Option<Certificate>> {

@@ -34,24 +34,44 @@ fn populated(dir: &std::path::Path, name: &str, pop: &Population) -> Store {
     store
 }
 
-/// Responses of `input` processed in groups of `group` batches, and how many
-/// batches the look-ahead read for.
-fn run(store: &mut Store, input: &[u8], group: usize, lookahead: bool) -> (Vec<u8>, u64, u32, u32) {
+/// Responses of `input` processed in groups of `group` batches, how many
+/// batches the look-ahead read for, and how many groups it read in one sweep
+/// while the group before ran.
+fn run(store: &mut Store, input: &[u8], group: usize, lookahead: bool) -> (Vec<u8>, u64, u32, u32, u64) {
+    run_with(store, input, group, lookahead, |_| {})
+}
+
+/// [`run`], calling `between(n)` after the `n`th committed response.
+fn run_with(
+    store: &mut Store,
+    input: &[u8],
+    group: usize,
+    lookahead: bool,
+    mut between: impl FnMut(usize),
+) -> (Vec<u8>, u64, u32, u32, u64) {
     let mut engine = Engine::new(store, business_date());
     if lookahead {
         engine = engine.with_lookahead();
     }
     let mut session = Session::new(Channel::Abi);
-    let (mut out, mut accepted, mut rejected) = (Vec::new(), 0, 0);
+    let (mut out, mut accepted, mut rejected, mut n) = (Vec::new(), 0, 0, 0);
     engine
         .process_stream(&mut session, input, group, |r| {
             out.extend_from_slice(&r.response);
             accepted += r.accepted;
             rejected += r.rejected;
+            n += 1;
+            between(n);
             Ok(())
         })
         .unwrap();
-    (out, engine.batches_read_ahead(), accepted, rejected)
+    (
+        out,
+        engine.batches_read_ahead(),
+        accepted,
+        rejected,
+        engine.groups_swept(),
+    )
 }
 
 /// Every certificate's balance and usage history.
@@ -93,10 +113,11 @@ fn lookahead_answers_and_books_exactly_as_the_writer_alone() {
     let dir = tempfile::tempdir().unwrap();
     let mut ahead = populated(dir.path(), "ahead.db", &pop);
     let mut alone = populated(dir.path(), "alone.db", &pop);
-    let (with, read_ahead, accepted, rejected) = run(&mut ahead, &ae, 8, true);
+    let (with, read_ahead, accepted, rejected, swept) = run(&mut ahead, &ae, 8, true);
     let (without, none, ..) = run(&mut alone, &ae, 8, false);
 
     assert_eq!(read_ahead, 50, "every batch's certificates read ahead");
+    assert_eq!(swept, 6, "each group after the first read in one sweep");
     assert_eq!(none, 0);
     assert!(
         accepted > 50 && rejected > 50,
@@ -107,6 +128,53 @@ fn lookahead_answers_and_books_exactly_as_the_writer_alone() {
         ledger(&mut ahead, pop.certificates),
         ledger(&mut alone, pop.certificates)
     );
+}
+
+/// A group's certificates read in one sweep while the group before ran are
+/// not used when another connection committed in between: here it gives
+/// every certificate another importer, so the later claims must be refused.
+#[test]
+fn a_sweep_is_dropped_when_another_connection_commits_between_groups() {
+    let pop = Population {
+        certificates: 48,
+        per_ior: 4,
+        certified: 3_000,
+    };
+    let mix = EntryMix {
+        entries: 240,
+        entries_per_batch: 6,
+        max_lines: 3,
+        refused_share: 0.0,
+        claim: 1_000,
+        first_number: 1,
+    };
+    let mut ae = Vec::new();
+    let counts = gen::write_ae(&mut ae, &pop, &mix, &mut Rng::new(7), "LC").unwrap();
+    assert_eq!(counts.batches, 40);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut outcomes = Vec::new();
+    for (name, lookahead) in [("ahead.db", true), ("alone.db", false)] {
+        let mut store = populated(dir.path(), name, &pop);
+        let mut other = Store::open(&dir.path().join(name)).unwrap();
+        // After the first group (8 batches) has committed, before the next.
+        let got = run_with(&mut store, &ae, 8, lookahead, |n| {
+            if n == 8 {
+                other
+                    .execute_raw("UPDATE certificates SET ior = '99-9999999AA'")
+                    .unwrap();
+            }
+        });
+        outcomes.push(got);
+    }
+    let (with, _, accepted, rejected, swept) = &outcomes[0];
+    let (without, ..) = &outcomes[1];
+    assert_eq!(*swept, 3, "the group after the other commit is read afresh");
+    assert!(
+        *accepted > 0 && *rejected > 100,
+        "{accepted} accepted, {rejected} refused"
+    );
+    assert_bytes_eq(with, without, "responses with and without the look-ahead");
 }
 
 #[test]
