@@ -35,8 +35,8 @@ struct Args {
     /// The AE file
     #[arg(long)]
     input: PathBuf,
-    /// Records per transaction (ecertd's `process` commits every 200,000)
-    #[arg(long, default_value_t = 200_000)]
+    /// Records per transaction (as `ecertd process`: `engine::GROUP_RECORDS`)
+    #[arg(long, default_value_t = ecertd::engine::GROUP_RECORDS)]
     group_records: usize,
     /// Date of the usage events, CCYYMMDD
     #[arg(long, default_value_t = 20260315)]

@@ -33,7 +33,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use ecertd::diagnose;
-use ecertd::engine::{Engine, Session};
+use ecertd::engine::{Engine, Session, GROUP_RECORDS};
 use ecertd::envelope::{Channel, SenderKind};
 use ecertd::gen::{self, EntryMix, Population, Rng, COUNTRIES};
 use ecertd::model::Sender;
@@ -196,7 +196,7 @@ fn main() -> Result<(), Error> {
     let mut floors = Vec::new();
     for _ in 0..RUNS {
         restore_work()?;
-        floors.push(floor::run(&work, &entries, 200_000, false, DATE)?);
+        floors.push(floor::run(&work, &entries, GROUP_RECORDS, false, DATE)?);
     }
     let claims = accepted_claims(&ours);
     if ours != one {
