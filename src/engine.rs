@@ -363,9 +363,10 @@ impl<'s> Engine<'s> {
         let mut read_ahead = 0;
         let mut held_sweep = false;
         let out = self.store.write(|tx| -> Result<Vec<BatchResult>, EngineError> {
-            let data_version = match reader.is_some() || swept.is_some() {
-                true => Some(tx.data_version()?),
-                false => None,
+            let data_version = if reader.is_some() || swept.is_some() {
+                Some(tx.data_version()?)
+            } else {
+                None
             };
             // This group's certificates read in one sweep while the previous
             // group ran: the state this transaction started from, unless
@@ -448,18 +449,21 @@ impl<'s> Engine<'s> {
         let mut count = 0u64;
         let mut current = read_group(&mut reader, group)?.map(Arc::new);
         while let Some(batches) = current {
-            let next = match ahead {
-                true => read_group(&mut reader, group)?.map(Arc::new),
-                false => None,
+            let next = if ahead {
+                read_group(&mut reader, group)?.map(Arc::new)
+            } else {
+                None
             };
             for r in self.commit(session, &batches, None, next.as_ref())? {
                 out(&r)?;
                 count += 1;
             }
+            // Freed before the next group is read: at most two in memory.
             drop(batches);
-            current = match ahead {
-                true => next,
-                false => read_group(&mut reader, group)?.map(Arc::new),
+            current = if ahead {
+                next
+            } else {
+                read_group(&mut reader, group)?.map(Arc::new)
             };
         }
         self.next_group = None;
