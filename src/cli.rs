@@ -283,7 +283,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let stdout = io::stdout();
             let mut out = BufWriter::new(stdout.lock());
             engine.process_stream(&mut session, input, 256, |r| out.write_all(&r.response))?;
-            tracing::debug!(batches = engine.batches_read_ahead(), "certificates read ahead");
+            tracing::debug!(
+                batches = engine.batches_read_ahead(),
+                groups_swept = engine.groups_swept(),
+                "certificates read ahead"
+            );
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
