@@ -363,7 +363,8 @@ impl<'s> Engine<'s> {
         let mut read_ahead = 0;
         let mut held_sweep = false;
         let out = self.store.write(|tx| -> Result<Vec<BatchResult>, EngineError> {
-            let data_version = if reader.is_some() || swept.is_some() {
+            // Needed only to take a sweep, or to start one for `next`.
+            let data_version = if swept.is_some() || (reader.is_some() && next.is_some()) {
                 Some(tx.data_version()?)
             } else {
                 None
