@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, default_value_t = 20260315)]
     date: u32,
     /// Append the events to `floor_events` (rowid order, no index) instead
-    /// of ecertd's `usage_events` (clustered by certificate)
+    /// of ecertd's `usage_events` (rowid order under a unique index)
     #[arg(long)]
     unordered_events: bool,
 }

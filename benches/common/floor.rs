@@ -11,7 +11,8 @@
 //! 2. decide, untimed: an entry is taken or refused whole (certificate on
 //!    file, naming the entry's IOR, enough left);
 //! 3. write: the usage events, each with the balance it leaves, in key
-//!    order, 64 rows per statement, into ecertd's own table;
+//!    order, 64 rows per statement, into ecertd's own table (appended, under
+//!    its unique index on certificate and seq);
 //! 4. commit (WAL, `synchronous=FULL`, ecertd's page cache size).
 //!
 //! With `unordered_events` the events go to a table of their own in arrival
@@ -119,8 +120,9 @@ fn group(
     } else {
         let ids = Rc::new(by_id.iter().map(|(id, _)| Value::Integer(*id)).collect::<Vec<_>>());
         let mut balances = conn.prepare_cached(
-            "SELECT certificate, max(seq), used FROM usage_events WHERE certificate IN rarray(?1)
-             GROUP BY certificate ORDER BY certificate",
+            "SELECT u.certificate, u.seq, u.used FROM rarray(?1) a, usage_events u
+             WHERE u.rowid = (SELECT v.rowid FROM usage_events v WHERE v.certificate = a.value
+                              ORDER BY v.seq DESC LIMIT 1)",
         )?;
         let mut rows = balances.query([ids])?;
         while let Some(r) = rows.next()? {

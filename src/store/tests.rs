@@ -172,6 +172,114 @@ fn version_2_store_migrates_its_balances_into_the_events() {
     assert!(s.read(|tx| tx.ledger_mismatches()).unwrap().is_empty());
 }
 
+/// A store written by schema version 3 (events clustered by certificate)
+/// opens with its events intact, in booking order under the unique ledger
+/// index; the next claim continues the certificate's sequence and balance.
+#[test]
+fn version_3_store_migrates_its_events_under_the_ledger_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    let rows = |conn: &Connection| -> Vec<(i64, i64, String, i64, i64, i64)> {
+        conn.prepare(
+            "SELECT certificate, seq, kind, quantity, used, certified FROM usage_events ORDER BY certificate, seq",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    };
+    let before = {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires,
+             quota_year, ior, exporter) VALUES
+             (1, 'AU','C1','Q','0201','KG',1000,20260101,20261231,2026,'12-3456789AB','X'),
+             (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
+             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
+             certified) VALUES
+             (2,1,'ABC','12345684',1,'D',50,20260315,1,50,500),
+             (1,1,'ABC','12345676',1,'D',800,20260315,1,800,1000),
+             (1,2,'ABC','12345676',1,'C',600,20260316,1,200,1000);",
+        )
+        .unwrap();
+        rows(&conn)
+    };
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(rows(&s.conn), before);
+    let index: String = s
+        .conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'usage_events_by_certificate'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(index.starts_with("CREATE UNIQUE INDEX"), "{index}");
+    // The key is unique, and events stay append-only.
+    let again = "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
+         certified) VALUES (1,2,'ABC','12345692',1,'D',1,20260317,1,201,1000)";
+    assert!(s.execute_raw(again).is_err());
+    assert!(s.execute_raw("DELETE FROM usage_events").is_err());
+    let au = Country::from_stored("AU").unwrap();
+    let nz = Country::from_stored("NZ").unwrap();
+    let number = |n: &str| CertificateNumber::from_stored(n).unwrap();
+    s.write(|tx| -> Result<()> {
+        tx.prefetch_certificates(&mut vec![(nz, number("C2")), (au, number("C1"))])?;
+        assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(200));
+        assert_eq!(tx.certificate(nz, number("C2"))?.unwrap().used, Hundredths::new(50));
+        tx.apply_entry(&debit(
+            EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), b"12345692").unwrap(),
+            1,
+            1,
+            100,
+            20260317,
+        ))
+    })
+    .unwrap();
+    let last = rows(&s.conn).into_iter().filter(|r| r.0 == 1).last().unwrap();
+    assert_eq!(last, (1, 3, "D".to_string(), 100, 300, 1000));
+    assert!(s.read(|tx| tx.ledger_mismatches()).unwrap().is_empty());
+}
+
+/// A group's balances are read by seeking the ledger index, once per
+/// certificate: no scan of the events.
+#[test]
+fn group_balances_seek_the_ledger_index() {
+    let s = Store::open_in_memory().unwrap();
+    let plan: Vec<String> = s
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {LATEST_EVENTS}"))
+        .unwrap()
+        .query_map([std::rc::Rc::new(vec![rusqlite::types::Value::Integer(1)])], |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("SEARCH u USING INTEGER PRIMARY KEY (rowid=?)")),
+        "{plan:?}"
+    );
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("SEARCH v USING COVERING INDEX usage_events_by_certificate (certificate=?)")),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|l| l.starts_with("SCAN u") || l.starts_with("SCAN v")),
+        "{plan:?}"
+    );
+}
+
 /// The group look-up seeks each key (no scan of a country's certificates).
 #[test]
 fn group_look_up_seeks_each_key() {
@@ -239,6 +347,13 @@ fn usage_events_are_append_only() {
     assert_eq!(
         s.read(|tx| tx.ledger_mismatches()).unwrap(),
         vec![(1, 100, 90), (1, 90, 80)]
+    );
+    // And an event on a certificate that is not on file.
+    s.execute_raw(&event(1, "D", 5, 5).replace("VALUES (1,", "VALUES (9,"))
+        .unwrap();
+    assert_eq!(
+        s.read(|tx| tx.ledger_mismatches()).unwrap(),
+        vec![(1, 100, 90), (1, 90, 80), (9, 5, 5)]
     );
 }
 
