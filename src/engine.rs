@@ -11,7 +11,7 @@ use crate::apps::{self, certificates, entries, queries, Transactions};
 use crate::codes::Code;
 use crate::envelope::{self, App, Channel, Header, Problem, ResponseWriter, SenderKind};
 use crate::layout;
-use crate::lookahead::{Answers, Key, Lookahead};
+use crate::lookahead::{Answers, Committed, Key, Lookahead};
 use crate::model::{Certificate, Sender, UsageEvent};
 use crate::record::{BatchReader, RawBatch};
 use crate::store::{InputBatch, Store, StoreError, Tx};
@@ -152,6 +152,9 @@ pub struct Engine<'s> {
 struct NextGroup {
     data_version: i64,
     answer: Answers,
+    /// Signalled once that transaction has committed: the balances are read
+    /// then.
+    committed: Committed,
 }
 
 impl<'s> Engine<'s> {
@@ -392,10 +395,13 @@ impl<'s> Engine<'s> {
             }
             // The next group's sweep, queued behind this group's reads.
             if let (Some(l), Some(next), Some(v)) = (reader, next, data_version) {
-                next_group = l.read_group(next.clone(), channel).map(|answer| NextGroup {
-                    data_version: v,
-                    answer,
-                });
+                next_group = l
+                    .read_group(next.clone(), channel)
+                    .map(|(answer, committed)| NextGroup {
+                        data_version: v,
+                        answer,
+                        committed,
+                    });
             }
             let mut out = Vec::with_capacity(prepared.len());
             for (i, p) in prepared.into_iter().enumerate() {
@@ -431,6 +437,9 @@ impl<'s> Engine<'s> {
         })?;
         self.read_ahead += read_ahead;
         self.groups_swept += u64::from(held_sweep);
+        if let Some(g) = &next_group {
+            g.committed.signal();
+        }
         self.next_group = next_group;
         Ok(out)
     }

@@ -9,9 +9,12 @@
 //! It can also read the certificates of the *next* group in one sweep in key
 //! order while the current group runs ([`Lookahead::read_group`]): a batch's
 //! few hundred certificates lie on as many leaf pages, which later batches
-//! read again, where a group's sweep reads each page once. The writer takes
-//! that answer in the next group's transaction only if no other connection
-//! has committed in between (see [`crate::engine`]).
+//! read again, where a group's sweep reads each page once. Their terms are
+//! read during the current group, their balances on a second snapshot once
+//! the current group has committed (while the writer hands out its responses
+//! and prepares the next group). The writer takes that answer in the next
+//! group's transaction only if no other connection has committed in between
+//! (see [`crate::engine`]).
 
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -33,10 +36,12 @@ enum Job {
         answers: mpsc::SyncSender<Result<Fetched, StoreError>>,
     },
     /// One answer for all the certificates the claims of a group of batches
-    /// name, read in one sweep.
+    /// name, read in one sweep; their balances once `committed` says the
+    /// group before has committed (nothing if it never does).
     Group {
         raws: Arc<Vec<RawBatch>>,
         channel: Channel,
+        committed: mpsc::Receiver<()>,
         answers: mpsc::SyncSender<Result<Fetched, StoreError>>,
     },
 }
@@ -58,7 +63,7 @@ impl Lookahead {
                         Job::Batches { chunks, answers } => {
                             let read = reader.snapshot(|snap| {
                                 for keys in chunks {
-                                    let answer = snap.certificates(keys);
+                                    let answer = snap.certificates(keys, true);
                                     let failed = answer.is_err();
                                     // A writer that has gone no longer wants the rest.
                                     if answers.send(answer).is_err() || failed {
@@ -70,12 +75,30 @@ impl Lookahead {
                                 let _ = answers.send(Err(e));
                             }
                         }
-                        Job::Group { raws, channel, answers } => {
+                        Job::Group {
+                            raws,
+                            channel,
+                            committed,
+                            answers,
+                        } => {
                             let keys: Vec<Key> = raws
                                 .iter()
                                 .flat_map(|raw| crate::engine::claim_keys(raw, channel))
                                 .collect();
-                            let answer = reader.snapshot(|snap| snap.certificates(keys)).and_then(|a| a);
+                            let answer = reader.snapshot(|snap| snap.certificates(keys, false)).and_then(|a| a);
+                            let answer = match answer {
+                                Ok(mut fetched) => {
+                                    if committed.recv().is_err() {
+                                        // The group before did not commit: no one wants it.
+                                        continue;
+                                    }
+                                    reader
+                                        .snapshot(|snap| snap.balances(&mut fetched))
+                                        .and_then(|a| a)
+                                        .map(|()| fetched)
+                                }
+                                Err(e) => Err(e),
+                            };
                             let _ = answers.send(answer);
                         }
                     }
@@ -98,12 +121,22 @@ impl Lookahead {
 
     /// Starts reading the certificates the claims of `raws` (a group to be
     /// processed next) name, in one sweep, after the reads already asked
-    /// for; one answer. Call only while holding a write transaction: the
-    /// snapshot then starts no earlier than that transaction.
-    pub fn read_group(&self, raws: Arc<Vec<RawBatch>>, channel: Channel) -> Option<Answers> {
+    /// for; one answer, which waits for [`Committed::signal`]. Call only
+    /// while holding a write transaction: the terms' snapshot then starts no
+    /// earlier than that transaction, and the balances' after its commit.
+    pub fn read_group(&self, raws: Arc<Vec<RawBatch>>, channel: Channel) -> Option<(Answers, Committed)> {
         let (answers, rx) = mpsc::sync_channel(1);
-        self.jobs.as_ref()?.send(Job::Group { raws, channel, answers }).ok()?;
-        Some(Answers { rx })
+        let (committed, wait) = mpsc::channel();
+        self.jobs
+            .as_ref()?
+            .send(Job::Group {
+                raws,
+                channel,
+                committed: wait,
+                answers,
+            })
+            .ok()?;
+        Some((Answers { rx }, Committed(committed)))
     }
 }
 
@@ -113,6 +146,16 @@ impl Drop for Lookahead {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Tells a [`Lookahead::read_group`] that the transaction it was started in
+/// has committed; dropped unsignalled, the read is abandoned.
+pub struct Committed(mpsc::Sender<()>);
+
+impl Committed {
+    pub fn signal(&self) {
+        let _ = self.0.send(());
     }
 }
 

@@ -1041,9 +1041,12 @@ const LATEST_EVENTS: &str = "SELECT u.certificate, u.seq, u.used FROM rarray(?1)
 #[derive(Debug)]
 pub struct Fetched {
     keys: Vec<(Country, CertificateNumber)>,
-    /// Terms only, sorted by id: the writer reads the balances itself (on
-    /// its larger page cache, where they are faster to read).
+    /// Sorted by id; with balances and event counts once `balances` is set,
+    /// terms alone (balances 0) until then.
     found: Vec<(Certificate, i64)>,
+    /// Whether the balances were read on a snapshot of the state the writer's
+    /// transaction starts from; if not, the writer reads them itself.
+    balances: bool,
 }
 
 /// A second, read-only connection that reads the certificates of a group's
@@ -1092,12 +1095,29 @@ pub struct ReaderSnapshot<'c> {
 }
 
 impl ReaderSnapshot<'_> {
-    /// The certificates of `keys` on file in this snapshot.
-    pub fn certificates(&self, mut keys: Vec<(Country, CertificateNumber)>) -> Result<Fetched> {
+    /// The certificates of `keys` on file in this snapshot, with their
+    /// balances when `with_balances` (this snapshot is then the writer's
+    /// starting state for balances as well as terms).
+    pub fn certificates(&self, mut keys: Vec<(Country, CertificateNumber)>, with_balances: bool) -> Result<Fetched> {
         keys.sort_unstable();
         keys.dedup();
-        let found = read_terms(self.tx, &keys)?;
-        Ok(Fetched { keys, found })
+        let mut fetched = Fetched {
+            found: read_terms(self.tx, &keys)?,
+            keys,
+            balances: false,
+        };
+        if with_balances {
+            self.balances(&mut fetched)?;
+        }
+        Ok(fetched)
+    }
+
+    /// Reads the balances of certificates fetched on an earlier snapshot:
+    /// this one must be the writer's starting state.
+    pub fn balances(&self, fetched: &mut Fetched) -> Result<()> {
+        read_balances(self.tx, &mut fetched.found)?;
+        fetched.balances = true;
+        Ok(())
     }
 }
 
@@ -1249,11 +1269,12 @@ impl Tx<'_> {
     }
 
     /// Takes certificates read on another connection into the ledger, with
-    /// their balances read here. Their terms are those this transaction
-    /// started from (see [`CertificateReader`]); the ledger's own view of a
-    /// certificate, once it has one, wins. Refused (`false`, nothing taken)
-    /// once this transaction has changed certificate terms, which the other
-    /// connection cannot see.
+    /// their balances read there or, if not, here. What was read there is
+    /// the state this transaction started from (see [`CertificateReader`]);
+    /// the ledger's own view of a certificate, once it has one, wins (a
+    /// certificate the ledger does not hold has not moved in this
+    /// transaction). Refused (`false`, nothing taken) once this transaction
+    /// has changed certificate terms, which the other connection cannot see.
     pub fn hold_fetched(&self, fetched: Fetched) -> Result<bool> {
         if self.terms_changed.get() {
             return Ok(false);
@@ -1263,7 +1284,9 @@ impl Tx<'_> {
         new.retain(|(c, _)| {
             !ledger.by_key.contains_key(&(c.terms.country, c.terms.number)) && !ledger.held.contains_key(&c.id)
         });
-        read_balances(self.tx, &mut new)?;
+        if !fetched.balances {
+            read_balances(self.tx, &mut new)?;
+        }
         for found in new {
             Tx::hold(&mut ledger, Some(found));
         }

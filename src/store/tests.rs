@@ -392,8 +392,8 @@ fn checkpointer_copies_the_wal_into_the_database() {
 }
 
 /// What a [`CertificateReader`] fetched is the state the writer's
-/// transaction started from: the writer's own view of a certificate wins,
-/// balances come from the writer, a key not on file is remembered as such,
+/// transaction started from: the writer's own view of a certificate wins
+/// over the balance read there, a key not on file is remembered as such,
 /// and nothing is taken once the transaction has changed certificate terms.
 #[test]
 fn fetched_certificates_yield_to_the_writers_ledger() {
@@ -419,8 +419,9 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
         assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(2500));
         tx.apply_entry(&debit(entry, 1, 1, 1000, 20260316))?;
         let keys = vec![(au, number("C1")), (nz, number("C2")), (au, number("C9"))];
-        let fetched = reader.snapshot(|snap| snap.certificates(keys))??;
+        let fetched = reader.snapshot(|snap| snap.certificates(keys, true))??;
         assert_eq!(fetched.found.len(), 2);
+        assert_eq!(fetched.found[0].0.used, Hundredths::new(2500), "the snapshot's");
         assert!(tx.hold_fetched(fetched)?);
         assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(3500));
         let c2 = tx.certificate(nz, number("C2"))?.unwrap();
@@ -444,12 +445,55 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
     assert_eq!(used, 3500);
     s.write(|tx| -> Result<()> {
         tx.cancel_certificate(2)?;
-        let fetched = reader.snapshot(|snap| snap.certificates(vec![(nz, number("C2"))]))??;
+        let fetched = reader.snapshot(|snap| snap.certificates(vec![(nz, number("C2"))], true))??;
         assert!(!tx.hold_fetched(fetched)?, "taken after a change of terms");
         assert!(tx.certificate(nz, number("C2"))?.unwrap().cancelled);
         Ok(())
     })
     .unwrap();
+}
+
+/// The next group's sweep: terms read during one transaction, balances on
+/// a later snapshot taken after its commit, so the next transaction sees
+/// what the first one booked; terms alone leave the balances to the writer.
+#[test]
+fn balances_read_after_the_commit_include_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let mut s = Store::open(&path).unwrap();
+    s.execute_raw(
+        "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
+         ior, exporter) VALUES (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X');",
+    )
+    .unwrap();
+    let mut reader = s.certificate_reader().unwrap().unwrap();
+    let au = Country::from_stored("AU").unwrap();
+    let c1 = CertificateNumber::from_stored("C1").unwrap();
+    let entry = |digits: &[u8]| EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), digits).unwrap();
+    let (mut swept, terms_only) = s
+        .write(|tx| -> Result<_> {
+            let swept = reader.snapshot(|snap| snap.certificates(vec![(au, c1)], false))??;
+            let terms_only = reader.snapshot(|snap| snap.certificates(vec![(au, c1)], false))??;
+            tx.certificate(au, c1)?;
+            tx.apply_entry(&debit(entry(b"12345676"), 1, 1, 1000, 20260316))?;
+            Ok((swept, terms_only))
+        })
+        .unwrap();
+    reader.snapshot(|snap| snap.balances(&mut swept)).unwrap().unwrap();
+    s.write(|tx| -> Result<()> {
+        assert!(tx.hold_fetched(swept)?);
+        let c = tx.certificate(au, c1)?.unwrap();
+        assert_eq!((c.used, tx.ledger.borrow().held[&1].events), (Hundredths::new(1000), 1));
+        tx.apply_entry(&debit(entry(b"12345684"), 1, 1, 500, 20260317))
+    })
+    .unwrap();
+    s.write(|tx| -> Result<()> {
+        assert!(tx.hold_fetched(terms_only)?);
+        assert_eq!(tx.certificate(au, c1)?.unwrap().used, Hundredths::new(1500));
+        Ok(())
+    })
+    .unwrap();
+    assert!(s.read(|tx| tx.ledger_mismatches()).unwrap().is_empty());
 }
 
 /// A write transaction's ledger is the truth only until its commit: the
