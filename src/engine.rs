@@ -11,7 +11,7 @@ use crate::apps::{self, certificates, entries, queries, Transactions};
 use crate::codes::Code;
 use crate::envelope::{self, App, Channel, Header, Problem, ResponseWriter, SenderKind};
 use crate::layout;
-use crate::lookahead::{Answers, Committed, Key, Lookahead};
+use crate::lookahead::{GroupAnswer, Key, Lookahead};
 use crate::model::{Certificate, Sender, UsageEvent};
 use crate::record::{BatchReader, RawBatch};
 use crate::store::{InputBatch, Store, StoreError, Tx};
@@ -151,10 +151,7 @@ pub struct Engine<'s> {
 /// state only if no other connection has committed in between.
 struct NextGroup {
     data_version: i64,
-    answer: Answers,
-    /// Signalled once that transaction has committed: the balances are read
-    /// then.
-    committed: Committed,
+    answer: GroupAnswer,
 }
 
 impl<'s> Engine<'s> {
@@ -201,8 +198,20 @@ impl<'s> Engine<'s> {
         self.store
     }
 
-    fn prepare<'a>(&mut self, session: &mut Session, raw: &'a RawBatch) -> Result<Prepared<'a>, EngineError> {
-        let (header, blocks, mut problems) = split_batch(raw, session.channel);
+    /// Authenticates `raw` and completes its preparation: `split` is `raw`
+    /// split and parsed already (by the look-ahead), or `None`.
+    fn prepare<'a>(
+        &mut self,
+        session: &mut Session,
+        raw: &'a RawBatch,
+        split: Option<Split>,
+    ) -> Result<Prepared<'a>, EngineError> {
+        let Split {
+            header,
+            blocks,
+            mut problems,
+            mut entries,
+        } = split.unwrap_or_else(|| Split::of(raw, session.channel));
         // Authentication: the input speaks for the sender of its first batch.
         let mut sender = None;
         if raw.kind == crate::record::BatchKind::Enveloped {
@@ -244,15 +253,10 @@ impl<'s> Engine<'s> {
                 }
             }
         }
-        let entries = blocks
-            .iter()
-            .map(|(blk, txns)| match txns {
-                Transactions::Entries(v) if problems.is_empty() && sender.is_some() => {
-                    v.iter().map(|t| entries::parse(raw, t, &blk.filer)).collect()
-                }
-                _ => Vec::new(),
-            })
-            .collect();
+        // Entry summaries are evaluated only for a clean, authenticated batch.
+        if !problems.is_empty() || sender.is_none() {
+            entries.iter_mut().for_each(Vec::clear);
+        }
         Ok(Prepared {
             raw,
             header,
@@ -300,7 +304,7 @@ impl<'s> Engine<'s> {
     /// Re-reads the first batch of a partly processed input so that the
     /// session knows the input's sender again; applies and records nothing.
     pub fn prime(&mut self, session: &mut Session, first: &RawBatch) -> Result<(), EngineError> {
-        self.prepare(session, first).map(|_| ())
+        self.prepare(session, first, None).map(|_| ())
     }
 
     /// Processes batches `first..` of the input file `claim` in one
@@ -335,10 +339,23 @@ impl<'s> Engine<'s> {
         input: Option<InputGroup<'_>>,
         next: Option<&Arc<Vec<RawBatch>>>,
     ) -> Result<Vec<BatchResult>, EngineError> {
+        // This group split, parsed and its certificates read while the group
+        // before ran (`process_stream`).
+        let mut swept = self.next_group.take().and_then(|g| {
+            let read = g.answer.take()?;
+            (read.splits.len() == raws.len()).then_some((g.data_version, read))
+        });
+        let mut splits = swept
+            .as_mut()
+            .map(|(_, read)| std::mem::take(&mut read.splits).into_iter());
         let mut prepared = Vec::with_capacity(raws.len());
         for raw in raws {
-            prepared.push(self.prepare(session, raw)?);
+            let split = splits.as_mut().and_then(Iterator::next);
+            prepared.push(self.prepare(session, raw, split)?);
         }
+        // What the group before moved, to bring the sweep's balances (read
+        // on the state before it) up to date.
+        let moved = swept.as_ref().and_then(|_| self.store.take_moved());
         let date = self.business_date;
         let destination = session.destination.clone();
         let channel = session.channel;
@@ -361,7 +378,6 @@ impl<'s> Engine<'s> {
         let claims = chunks.iter().any(|c| !c.is_empty());
         let reader = self.lookahead.as_ref().filter(|_| !changes_terms);
         let lookahead = reader.filter(|_| claims);
-        let swept = self.next_group.take();
         let mut next_group = None;
         let mut read_ahead = 0;
         let mut held_sweep = false;
@@ -373,11 +389,13 @@ impl<'s> Engine<'s> {
                 None
             };
             // This group's certificates read in one sweep while the previous
-            // group ran: the state this transaction started from, unless
-            // another connection has committed since (or the previous group
-            // changed terms: it then started no sweep).
-            if let Some(s) = swept.filter(|s| lookahead.is_some() && Some(s.data_version) == data_version) {
-                if let Some(f) = s.answer.next() {
+            // group ran, on the state before it, plus what it moved: the
+            // state this transaction started from, unless another connection
+            // has committed since (or the previous group changed terms: it
+            // then started no sweep).
+            if let Some((_, read)) = swept.filter(|(v, _)| lookahead.is_some() && Some(*v) == data_version) {
+                if let (Some(mut f), Some(moved)) = (read.fetched, moved.as_ref()) {
+                    f.advance(moved);
                     held_sweep = tx.hold_fetched(f)?;
                 }
             }
@@ -395,13 +413,10 @@ impl<'s> Engine<'s> {
             }
             // The next group's sweep, queued behind this group's reads.
             if let (Some(l), Some(next), Some(v)) = (reader, next, data_version) {
-                next_group = l
-                    .read_group(next.clone(), channel)
-                    .map(|(answer, committed)| NextGroup {
-                        data_version: v,
-                        answer,
-                        committed,
-                    });
+                next_group = l.read_group(next.clone(), channel).map(|answer| NextGroup {
+                    data_version: v,
+                    answer,
+                });
             }
             let mut out = Vec::with_capacity(prepared.len());
             for (i, p) in prepared.into_iter().enumerate() {
@@ -437,9 +452,6 @@ impl<'s> Engine<'s> {
         })?;
         self.read_ahead += read_ahead;
         self.groups_swept += u64::from(held_sweep);
-        if let Some(g) = &next_group {
-            g.committed.signal();
-        }
         self.next_group = next_group;
         Ok(out)
     }
@@ -497,37 +509,50 @@ fn read_group<R: std::io::BufRead>(
     Ok((!batches.is_empty()).then_some(batches))
 }
 
-/// Frames `raw` and splits its blocks into transactions.
-fn split_batch(raw: &RawBatch, channel: Channel) -> (Header, Vec<(envelope::Block, Transactions)>, Vec<Problem>) {
-    let env = envelope::frame(raw, Some(channel));
-    let mut problems = env.problems;
-    let mut blocks = Vec::new();
-    if let Some(app) = env.header.app {
-        for blk in env.blocks {
-            let txns = apps::split(app, raw, &blk, &mut problems);
-            blocks.push((blk, txns));
-        }
-    }
-    (env.header, blocks, problems)
+/// A batch framed, its blocks split into transactions and its entry
+/// summaries parsed: all of [`Engine::prepare`] but authentication. Pure,
+/// so that the look-ahead can do it for the next group.
+pub struct Split {
+    header: Header,
+    blocks: Vec<(envelope::Block, Transactions)>,
+    problems: Vec<Problem>,
+    /// Per block, its entry summaries (none for a batch with problems).
+    entries: Vec<Vec<entries::Parsed>>,
 }
 
-/// The certificates the claims of `raw` name, as [`Engine::commit`] reads
-/// them, but without authenticating (for the look-ahead: a batch refused
-/// later has only cost it a few look-ups).
-pub(crate) fn claim_keys(raw: &RawBatch, channel: Channel) -> Vec<Key> {
-    let (_, blocks, problems) = split_batch(raw, channel);
-    let mut keys = Vec::new();
-    if !problems.is_empty() {
-        return keys;
-    }
-    for (blk, txns) in &blocks {
-        if let Transactions::Entries(v) = txns {
-            for t in v {
-                keys.extend(entries::parse(raw, t, &blk.filer).certificates());
+impl Split {
+    pub fn of(raw: &RawBatch, channel: Channel) -> Split {
+        let env = envelope::frame(raw, Some(channel));
+        let mut problems = env.problems;
+        let mut blocks = Vec::new();
+        if let Some(app) = env.header.app {
+            for blk in env.blocks {
+                let txns = apps::split(app, raw, &blk, &mut problems);
+                blocks.push((blk, txns));
             }
         }
+        let entries = blocks
+            .iter()
+            .map(|(blk, txns)| match txns {
+                Transactions::Entries(v) if problems.is_empty() => {
+                    v.iter().map(|t| entries::parse(raw, t, &blk.filer)).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        Split {
+            header: env.header,
+            blocks,
+            problems,
+            entries,
+        }
     }
-    keys
+
+    /// The certificates the claims name, before authentication (for the
+    /// look-ahead: a batch refused later has only cost it a few look-ups).
+    pub fn claim_keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.entries.iter().flatten().flat_map(|parsed| parsed.certificates())
+    }
 }
 
 fn record(

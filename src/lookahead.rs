@@ -6,19 +6,21 @@
 //! [`CertificateReader`] for why that makes the reader's snapshot exact), and
 //! takes the answer batch by batch, in order, before evaluating each batch.
 //!
-//! It can also read the certificates of the *next* group in one sweep in key
-//! order while the current group runs ([`Lookahead::read_group`]): a batch's
-//! few hundred certificates lie on as many leaf pages, which later batches
-//! read again, where a group's sweep reads each page once. Their terms are
-//! read during the current group, their balances on a second snapshot once
-//! the current group has committed (while the writer hands out its responses
-//! and prepares the next group). The writer takes that answer in the next
-//! group's transaction only if no other connection has committed in between
+//! It can also take the *next* group while the current group runs
+//! ([`Lookahead::read_group`]): it frames, splits and parses its batches
+//! (everything of the writer's preparation but authentication) and reads
+//! their certificates in one sweep in key order (a batch's few hundred
+//! certificates lie on as many leaf pages, which later batches read again,
+//! where a group's sweep reads each page once). Its snapshot is the state
+//! before the current group; the writer brings the balances up to date with
+//! what the current group moved ([`crate::store::Fetched::advance`]), and
+//! takes the answer only if no other connection has committed in between
 //! (see [`crate::engine`]).
 
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
+use crate::engine::Split;
 use crate::envelope::Channel;
 use crate::record::RawBatch;
 use crate::store::{CertificateReader, Fetched, StoreError};
@@ -35,14 +37,12 @@ enum Job {
         chunks: Vec<Vec<Key>>,
         answers: mpsc::SyncSender<Result<Fetched, StoreError>>,
     },
-    /// One answer for all the certificates the claims of a group of batches
-    /// name, read in one sweep; their balances once `committed` says the
-    /// group before has committed (nothing if it never does).
+    /// A group of batches split and parsed, and the certificates their
+    /// claims name, read in one sweep.
     Group {
         raws: Arc<Vec<RawBatch>>,
         channel: Channel,
-        committed: mpsc::Receiver<()>,
-        answers: mpsc::SyncSender<Result<Fetched, StoreError>>,
+        answer: mpsc::SyncSender<GroupRead>,
     },
 }
 
@@ -63,7 +63,7 @@ impl Lookahead {
                         Job::Batches { chunks, answers } => {
                             let read = reader.snapshot(|snap| {
                                 for keys in chunks {
-                                    let answer = snap.certificates(keys, true);
+                                    let answer = snap.certificates(keys);
                                     let failed = answer.is_err();
                                     // A writer that has gone no longer wants the rest.
                                     if answers.send(answer).is_err() || failed {
@@ -75,31 +75,17 @@ impl Lookahead {
                                 let _ = answers.send(Err(e));
                             }
                         }
-                        Job::Group {
-                            raws,
-                            channel,
-                            committed,
-                            answers,
-                        } => {
-                            let keys: Vec<Key> = raws
-                                .iter()
-                                .flat_map(|raw| crate::engine::claim_keys(raw, channel))
-                                .collect();
-                            let answer = reader.snapshot(|snap| snap.certificates(keys, false)).and_then(|a| a);
-                            let answer = match answer {
-                                Ok(mut fetched) => {
-                                    if committed.recv().is_err() {
-                                        // The group before did not commit: no one wants it.
-                                        continue;
-                                    }
-                                    reader
-                                        .snapshot(|snap| snap.balances(&mut fetched))
-                                        .and_then(|a| a)
-                                        .map(|()| fetched)
+                        Job::Group { raws, channel, answer } => {
+                            let splits: Vec<Split> = raws.iter().map(|raw| Split::of(raw, channel)).collect();
+                            let keys: Vec<Key> = splits.iter().flat_map(Split::claim_keys).collect();
+                            let fetched = match reader.snapshot(|snap| snap.certificates(keys)).and_then(|a| a) {
+                                Ok(f) => Some(f),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "reading a group's certificates ahead failed; the writer reads them");
+                                    None
                                 }
-                                Err(e) => Err(e),
                             };
-                            let _ = answers.send(answer);
+                            let _ = answer.send(GroupRead { splits, fetched });
                         }
                     }
                 }
@@ -119,24 +105,15 @@ impl Lookahead {
         Some(Answers { rx })
     }
 
-    /// Starts reading the certificates the claims of `raws` (a group to be
-    /// processed next) name, in one sweep, after the reads already asked
-    /// for; one answer, which waits for [`Committed::signal`]. Call only
-    /// while holding a write transaction: the terms' snapshot then starts no
-    /// earlier than that transaction, and the balances' after its commit.
-    pub fn read_group(&self, raws: Arc<Vec<RawBatch>>, channel: Channel) -> Option<(Answers, Committed)> {
-        let (answers, rx) = mpsc::sync_channel(1);
-        let (committed, wait) = mpsc::channel();
-        self.jobs
-            .as_ref()?
-            .send(Job::Group {
-                raws,
-                channel,
-                committed: wait,
-                answers,
-            })
-            .ok()?;
-        Some((Answers { rx }, Committed(committed)))
+    /// Starts splitting and parsing `raws` (the group to be processed
+    /// next) and reading the certificates their claims name in one sweep,
+    /// after the reads already asked for. Call only while holding a write
+    /// transaction: the snapshot then starts no earlier than that
+    /// transaction, and is the state it started from.
+    pub fn read_group(&self, raws: Arc<Vec<RawBatch>>, channel: Channel) -> Option<GroupAnswer> {
+        let (answer, rx) = mpsc::sync_channel(1);
+        self.jobs.as_ref()?.send(Job::Group { raws, channel, answer }).ok()?;
+        Some(GroupAnswer { rx })
     }
 }
 
@@ -149,13 +126,24 @@ impl Drop for Lookahead {
     }
 }
 
-/// Tells a [`Lookahead::read_group`] that the transaction it was started in
-/// has committed; dropped unsignalled, the read is abandoned.
-pub struct Committed(mpsc::Sender<()>);
+/// What [`Lookahead::read_group`] read of a group.
+pub struct GroupRead {
+    /// Each batch split and parsed, in order.
+    pub splits: Vec<Split>,
+    /// The certificates, on the snapshot of the transaction the read was
+    /// started in; `None` when reading failed.
+    pub fetched: Option<Fetched>,
+}
 
-impl Committed {
-    pub fn signal(&self) {
-        let _ = self.0.send(());
+/// The answer of one [`Lookahead::read_group`].
+pub struct GroupAnswer {
+    rx: mpsc::Receiver<GroupRead>,
+}
+
+impl GroupAnswer {
+    /// Waits for it; `None` when the reader stopped.
+    pub fn take(self) -> Option<GroupRead> {
+        self.rx.recv().ok()
     }
 }
 

@@ -309,6 +309,8 @@ pub struct Store {
     spare_ledger: Ledger,
     /// The database file; `None` for a private in-memory store.
     path: Option<std::path::PathBuf>,
+    /// The balances the last write transaction committed moved, until taken.
+    last_moved: Option<Moved>,
 }
 
 /// WAL pages after which a commit copies the WAL into the database itself
@@ -400,6 +402,7 @@ impl Store {
             password_rounds: PBKDF2_ROUNDS,
             spare_ledger: Ledger::default(),
             path: path.map(Path::to_path_buf),
+            last_moved: None,
         };
         store.migrate()?;
         Ok(store)
@@ -439,6 +442,7 @@ impl Store {
         E: From<StoreError>,
     {
         let ledger = std::mem::take(&mut self.spare_ledger);
+        self.last_moved = None;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -448,9 +452,17 @@ impl Store {
         t.flush()?;
         let mut ledger = t.ledger.into_inner();
         tx.commit().map_err(StoreError::from)?;
+        self.last_moved = Moved::of(&ledger);
         ledger.clear();
         self.spare_ledger = ledger;
         Ok(out)
+    }
+
+    /// The balances that the last write transaction moved, as it committed
+    /// them; `None` once taken, after a failed write, or when the ledger
+    /// lost track of one (it forgot a certificate whose terms changed).
+    pub fn take_moved(&mut self) -> Option<Moved> {
+        self.last_moved.take()
     }
 
     /// A second connection to this store's file for reading certificates
@@ -795,16 +807,26 @@ struct Ledger {
     held: FxHashMap<i64, Held>,
     /// Usage events not yet written, in the order they happened.
     pending: Vec<PendingEvent>,
+    /// Whether a certificate with usage events booked in this transaction
+    /// was forgotten ([`Tx::invalidate`]): [`Moved`] then cannot say what
+    /// the transaction moved.
+    forgot_moved: bool,
 }
 
 impl Ledger {
     /// Empties it, keeping its tables' capacity. (Destructured, so that a
     /// new field cannot be forgotten here and outlive its transaction.)
     fn clear(&mut self) {
-        let Ledger { by_key, held, pending } = self;
+        let Ledger {
+            by_key,
+            held,
+            pending,
+            forgot_moved,
+        } = self;
         by_key.clear();
         held.clear();
         pending.clear();
+        *forgot_moved = false;
     }
 }
 
@@ -812,6 +834,8 @@ struct Held {
     cert: Certificate,
     /// Usage events on file or pending: the next event's `seq` follows it.
     events: i64,
+    /// Whether this transaction booked usage events on it.
+    moved: bool,
 }
 
 struct PendingEvent {
@@ -1037,16 +1061,32 @@ fn read_balances(conn: &Connection, certs: &mut [(Certificate, i64)]) -> Result<
 const LATEST_EVENTS: &str = "SELECT u.certificate, u.seq, u.used FROM rarray(?1) a, usage_events u
      WHERE u.rowid = (SELECT v.rowid FROM usage_events v WHERE v.certificate = a.value ORDER BY v.seq DESC LIMIT 1)";
 
+/// The balances one write transaction moved, as it committed them: per
+/// certificate id, its event count and balance.
+#[derive(Debug)]
+pub struct Moved(Vec<(i64, i64, Hundredths)>);
+
+impl Moved {
+    fn of(ledger: &Ledger) -> Option<Moved> {
+        (!ledger.forgot_moved).then(|| {
+            Moved(
+                ledger
+                    .held
+                    .iter()
+                    .filter(|(_, h)| h.moved)
+                    .map(|(id, h)| (*id, h.events, h.cert.used))
+                    .collect(),
+            )
+        })
+    }
+}
+
 /// Certificates read by a [`CertificateReader`]: those of `keys` on file.
 #[derive(Debug)]
 pub struct Fetched {
     keys: Vec<(Country, CertificateNumber)>,
-    /// Sorted by id; with balances and event counts once `balances` is set,
-    /// terms alone (balances 0) until then.
+    /// With their balances and event counts, sorted by id.
     found: Vec<(Certificate, i64)>,
-    /// Whether the balances were read on a snapshot of the state the writer's
-    /// transaction starts from; if not, the writer reads them itself.
-    balances: bool,
 }
 
 /// A second, read-only connection that reads the certificates of a group's
@@ -1096,28 +1136,27 @@ pub struct ReaderSnapshot<'c> {
 
 impl ReaderSnapshot<'_> {
     /// The certificates of `keys` on file in this snapshot, with their
-    /// balances when `with_balances` (this snapshot is then the writer's
-    /// starting state for balances as well as terms).
-    pub fn certificates(&self, mut keys: Vec<(Country, CertificateNumber)>, with_balances: bool) -> Result<Fetched> {
+    /// balances.
+    pub fn certificates(&self, mut keys: Vec<(Country, CertificateNumber)>) -> Result<Fetched> {
         keys.sort_unstable();
         keys.dedup();
-        let mut fetched = Fetched {
-            found: read_terms(self.tx, &keys)?,
-            keys,
-            balances: false,
-        };
-        if with_balances {
-            self.balances(&mut fetched)?;
-        }
-        Ok(fetched)
+        let mut found = read_terms(self.tx, &keys)?;
+        read_balances(self.tx, &mut found)?;
+        Ok(Fetched { keys, found })
     }
+}
 
-    /// Reads the balances of certificates fetched on an earlier snapshot:
-    /// this one must be the writer's starting state.
-    pub fn balances(&self, fetched: &mut Fetched) -> Result<()> {
-        read_balances(self.tx, &mut fetched.found)?;
-        fetched.balances = true;
-        Ok(())
+impl Fetched {
+    /// Brings balances read on a snapshot of the state before a write
+    /// transaction to the state after it, given what it `moved` (and
+    /// nothing else committed in between: the caller checks).
+    pub fn advance(&mut self, moved: &Moved) {
+        for (id, events, used) in &moved.0 {
+            if let Ok(at) = self.found.binary_search_by_key(id, |(c, _)| c.id) {
+                let (cert, n) = &mut self.found[at];
+                (cert.used, *n) = (*used, *events);
+            }
+        }
     }
 }
 
@@ -1205,7 +1244,14 @@ impl Tx<'_> {
         let (cert, events) = found?;
         let id = cert.id;
         ledger.by_key.insert((cert.terms.country, cert.terms.number), Some(id));
-        ledger.held.insert(id, Held { cert, events });
+        ledger.held.insert(
+            id,
+            Held {
+                cert,
+                events,
+                moved: false,
+            },
+        );
         Some(id)
     }
 
@@ -1268,13 +1314,13 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Takes certificates read on another connection into the ledger, with
-    /// their balances read there or, if not, here. What was read there is
-    /// the state this transaction started from (see [`CertificateReader`]);
-    /// the ledger's own view of a certificate, once it has one, wins (a
-    /// certificate the ledger does not hold has not moved in this
-    /// transaction). Refused (`false`, nothing taken) once this transaction
-    /// has changed certificate terms, which the other connection cannot see.
+    /// Takes certificates read on another connection into the ledger. What
+    /// was read there is the state this transaction started from (see
+    /// [`CertificateReader`] and [`Fetched::advance`]); the ledger's own view
+    /// of a certificate, once it has one, wins (a certificate the ledger does
+    /// not hold has not moved in this transaction). Refused (`false`, nothing
+    /// taken) once this transaction has changed certificate terms, which the
+    /// other connection cannot see.
     pub fn hold_fetched(&self, fetched: Fetched) -> Result<bool> {
         if self.terms_changed.get() {
             return Ok(false);
@@ -1284,9 +1330,6 @@ impl Tx<'_> {
         new.retain(|(c, _)| {
             !ledger.by_key.contains_key(&(c.terms.country, c.terms.number)) && !ledger.held.contains_key(&c.id)
         });
-        if !fetched.balances {
-            read_balances(self.tx, &mut new)?;
-        }
         for found in new {
             Tx::hold(&mut ledger, Some(found));
         }
@@ -1341,6 +1384,7 @@ impl Tx<'_> {
         if let Some(id) = id {
             if let Some(h) = ledger.held.remove(&id) {
                 ledger.by_key.remove(&(h.cert.terms.country, h.cert.terms.number));
+                ledger.forgot_moved |= h.moved;
             }
         }
         if let Some(key) = key {
@@ -1473,6 +1517,7 @@ impl Tx<'_> {
         })?;
         h.cert.used = used;
         h.events += 1;
+        h.moved = true;
         pending.push(PendingEvent {
             certificate: c.certificate,
             seq: h.events,

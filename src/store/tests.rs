@@ -419,7 +419,7 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
         assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(2500));
         tx.apply_entry(&debit(entry, 1, 1, 1000, 20260316))?;
         let keys = vec![(au, number("C1")), (nz, number("C2")), (au, number("C9"))];
-        let fetched = reader.snapshot(|snap| snap.certificates(keys, true))??;
+        let fetched = reader.snapshot(|snap| snap.certificates(keys))??;
         assert_eq!(fetched.found.len(), 2);
         assert_eq!(fetched.found[0].0.used, Hundredths::new(2500), "the snapshot's");
         assert!(tx.hold_fetched(fetched)?);
@@ -445,7 +445,7 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
     assert_eq!(used, 3500);
     s.write(|tx| -> Result<()> {
         tx.cancel_certificate(2)?;
-        let fetched = reader.snapshot(|snap| snap.certificates(vec![(nz, number("C2"))], true))??;
+        let fetched = reader.snapshot(|snap| snap.certificates(vec![(nz, number("C2"))]))??;
         assert!(!tx.hold_fetched(fetched)?, "taken after a change of terms");
         assert!(tx.certificate(nz, number("C2"))?.unwrap().cancelled);
         Ok(())
@@ -453,47 +453,58 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
     .unwrap();
 }
 
-/// The next group's sweep: terms read during one transaction, balances on
-/// a later snapshot taken after its commit, so the next transaction sees
-/// what the first one booked; terms alone leave the balances to the writer.
+/// The next group's sweep: certificates read on the state before one
+/// transaction, advanced by what it moved, are the state after it; a failed
+/// transaction reports nothing moved.
 #[test]
-fn balances_read_after_the_commit_include_it() {
+fn a_sweep_advanced_by_what_the_transaction_moved_is_the_state_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let mut s = Store::open(&path).unwrap();
     s.execute_raw(
         "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
-         ior, exporter) VALUES (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X');",
+         ior, exporter) VALUES
+         (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X'),
+         (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
+         INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
+         certified) VALUES (2,1,'ABC','12345676',1,'D',100,20260315,1,100,500);",
     )
     .unwrap();
     let mut reader = s.certificate_reader().unwrap().unwrap();
-    let au = Country::from_stored("AU").unwrap();
-    let c1 = CertificateNumber::from_stored("C1").unwrap();
+    let (au, nz) = (Country::from_stored("AU").unwrap(), Country::from_stored("NZ").unwrap());
+    let number = |n: &str| CertificateNumber::from_stored(n).unwrap();
     let entry = |digits: &[u8]| EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), digits).unwrap();
-    let (mut swept, terms_only) = s
+    let mut swept = s
         .write(|tx| -> Result<_> {
-            let swept = reader.snapshot(|snap| snap.certificates(vec![(au, c1)], false))??;
-            let terms_only = reader.snapshot(|snap| snap.certificates(vec![(au, c1)], false))??;
-            tx.certificate(au, c1)?;
-            tx.apply_entry(&debit(entry(b"12345676"), 1, 1, 1000, 20260316))?;
-            Ok((swept, terms_only))
+            let swept = reader.snapshot(|snap| snap.certificates(vec![(au, number("C1")), (nz, number("C2"))]))??;
+            tx.certificate(au, number("C1"))?;
+            tx.apply_entry(&debit(entry(b"12345684"), 1, 1, 1000, 20260316))?;
+            tx.apply_entry(&debit(entry(b"12345692"), 1, 1, 250, 20260316))?;
+            Ok(swept)
         })
         .unwrap();
-    reader.snapshot(|snap| snap.balances(&mut swept)).unwrap().unwrap();
+    assert_eq!(swept.found[0].0.used, Hundredths::ZERO, "read before the transaction");
+    swept.advance(&s.take_moved().unwrap());
+    assert!(s.take_moved().is_none(), "taken once");
     s.write(|tx| -> Result<()> {
         assert!(tx.hold_fetched(swept)?);
-        let c = tx.certificate(au, c1)?.unwrap();
-        assert_eq!((c.used, tx.ledger.borrow().held[&1].events), (Hundredths::new(1000), 1));
-        tx.apply_entry(&debit(entry(b"12345684"), 1, 1, 500, 20260317))
-    })
-    .unwrap();
-    s.write(|tx| -> Result<()> {
-        assert!(tx.hold_fetched(terms_only)?);
-        assert_eq!(tx.certificate(au, c1)?.unwrap().used, Hundredths::new(1500));
-        Ok(())
+        assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(1250));
+        assert_eq!(tx.certificate(nz, number("C2"))?.unwrap().used, Hundredths::new(100));
+        assert_eq!(
+            (tx.ledger.borrow().held[&1].events, tx.ledger.borrow().held[&2].events),
+            (2, 1)
+        );
+        tx.apply_entry(&debit(entry(b"12345700"), 1, 1, 500, 20260317))
     })
     .unwrap();
     assert!(s.read(|tx| tx.ledger_mismatches()).unwrap().is_empty());
+    let failed = s.write(|tx| -> Result<()> {
+        tx.certificate(au, number("C1"))?;
+        tx.apply_entry(&debit(entry(b"12345718"), 1, 1, 1, 20260317))?;
+        Err(StoreError::Corrupt("rolled back".into()))
+    });
+    assert!(failed.is_err());
+    assert!(s.take_moved().is_none(), "nothing moved by a failed transaction");
 }
 
 /// A write transaction's ledger is the truth only until its commit: the
