@@ -277,12 +277,14 @@ CREATE TABLE usage_events_v4 (
     certified    INTEGER NOT NULL,
     CHECK (used >= 0 AND used <= certified)
 );
+-- The index first, the events copied in its order: each index entry is
+-- appended, where building it afterwards would sort every event in memory.
+CREATE UNIQUE INDEX usage_events_by_certificate ON usage_events_v4 (certificate, seq);
 INSERT INTO usage_events_v4 (certificate, seq, filer, number, line, kind, quantity, date, version, used, certified)
     SELECT certificate, seq, filer, number, line, kind, quantity, date, version, used, certified
     FROM usage_events ORDER BY certificate, seq;
 DROP TABLE usage_events;
 ALTER TABLE usage_events_v4 RENAME TO usage_events;
-CREATE UNIQUE INDEX usage_events_by_certificate ON usage_events (certificate, seq);
 CREATE TRIGGER usage_events_append_only_u BEFORE UPDATE ON usage_events
 BEGIN SELECT RAISE(ABORT, 'usage events are append-only'); END;
 CREATE TRIGGER usage_events_append_only_d BEFORE DELETE ON usage_events
