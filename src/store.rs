@@ -1246,14 +1246,16 @@ impl Tx<'_> {
         let (cert, events) = found?;
         let id = cert.id;
         ledger.by_key.insert((cert.terms.country, cert.terms.number), Some(id));
-        ledger.held.insert(
-            id,
-            Held {
-                cert,
-                events,
-                moved: false,
-            },
-        );
+        let held = Held {
+            cert,
+            events,
+            moved: false,
+        };
+        // Read afresh over a certificate this transaction moved: what it
+        // moved is no longer known here.
+        if ledger.held.insert(id, held).is_some_and(|old| old.moved) {
+            ledger.forgot_moved = true;
+        }
         Some(id)
     }
 

@@ -505,6 +505,21 @@ fn a_sweep_advanced_by_what_the_transaction_moved_is_the_state_after_it() {
     });
     assert!(failed.is_err());
     assert!(s.take_moved().is_none(), "nothing moved by a failed transaction");
+    // A certificate moved, then forgotten by a change of its terms.
+    s.write(|tx| -> Result<()> {
+        tx.certificate(au, number("C1"))?;
+        tx.apply_entry(&debit(entry(b"12345726"), 1, 1, 1, 20260317))?;
+        tx.cancel_certificate(1)
+    })
+    .unwrap();
+    assert!(s.take_moved().is_none(), "unknown once forgotten");
+    s.write(|tx| -> Result<()> {
+        tx.certificate(nz, number("C2"))?;
+        tx.apply_entry(&debit(entry(b"12345734"), 1, 2, 1, 20260317))
+    })
+    .unwrap();
+    let moved = s.take_moved().unwrap();
+    assert_eq!(moved.0, vec![(2, 2, Hundredths::new(101))]);
 }
 
 /// A write transaction's ledger is the truth only until its commit: the
