@@ -221,9 +221,9 @@ impl<'s> Engine<'s> {
             let first = *session.first_sender.get_or_insert(named);
             if named.is_some() && named == first {
                 let key = (header.sender, header.password);
-                if !session.credentials.contains_key(&key) {
+                if let std::collections::hash_map::Entry::Vacant(e) = session.credentials.entry(key) {
                     let found = self.store.authenticate(header.sender_str(), &header.password)?;
-                    session.credentials.insert(key, found);
+                    e.insert(found);
                 }
                 sender = session.credentials.get(&key).cloned().flatten();
             }

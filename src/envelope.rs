@@ -137,7 +137,7 @@ impl Problem {
 
 /// Sorts problems into the order they are reported and caps them at 99.
 pub fn finish_problems(problems: &mut Vec<Problem>) {
-    problems.sort_by(|a, b| (a.record, a.column, a.code).cmp(&(b.record, b.column, b.code)));
+    problems.sort_by_key(|a| (a.record, a.column, a.code));
     problems.dedup_by(|a, b| a.record == b.record && a.column == b.column && a.code == b.code);
     problems.truncate(99);
 }

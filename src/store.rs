@@ -880,7 +880,7 @@ fn pack_claims(claims: &[Claim]) -> Vec<u8> {
 }
 
 fn unpack_claims(bytes: &[u8]) -> Option<Vec<Claim>> {
-    if bytes.len() % CLAIM_BYTES != 0 {
+    if !bytes.len().is_multiple_of(CLAIM_BYTES) {
         return None;
     }
     bytes
@@ -1181,7 +1181,7 @@ fn flush_sql(rows: usize) -> &'static str {
     static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
         let insert = |n| {
-            let group = format!("({})", vec!["?"; EVENT_COLUMNS].join(","));
+            let group = format!("({})", ["?"; EVENT_COLUMNS].join(","));
             format!(
                 "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used, \
                  certified) VALUES {}",

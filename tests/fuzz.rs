@@ -151,7 +151,7 @@ fn fuzz_store() -> Store {
 /// Z last, B…Y blocks in between with their counts.
 fn assert_well_formed(response: &[u8], case: u64) {
     assert!(
-        !response.is_empty() && response.len() % 81 == 0,
+        !response.is_empty() && response.len().is_multiple_of(81),
         "case {case}: length {}",
         response.len()
     );

@@ -73,7 +73,7 @@ type Carried = HashMap<i64, (i64, i64)>;
 fn group(
     conn: &Connection,
     entries: &[Entry],
-    mut carried: Option<&mut Carried>,
+    carried: Option<&mut Carried>,
     date: u32,
     t: &mut Totals,
 ) -> rusqlite::Result<()> {
@@ -206,7 +206,7 @@ fn group(
         insert.raw_execute()?;
     }
     t.write += start.elapsed();
-    if let Some(carried) = carried.as_deref_mut() {
+    if let Some(carried) = carried {
         for h in held.values() {
             carried.insert(h.id, (h.used, h.events));
         }

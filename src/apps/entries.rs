@@ -159,6 +159,10 @@ pub enum Action {
     Delete,
 }
 
+/// A `50` record with a valid HTS number: the HTS number, and its three
+/// quantities with their state and unit.
+type Tariff = ([u8; 10], [(Option<Hundredths>, FieldState, [u8; 3]); 3]);
+
 /// A line's claim on a certificate, as read.
 #[derive(Clone, Debug)]
 struct LineClaim {
@@ -170,7 +174,7 @@ struct LineClaim {
     number: CertificateNumber,
     license: [u8; 2],
     /// The line's `50` records with a valid HTS number: (HTS, quantities by unit).
-    tariffs: Vec<([u8; 10], [(Option<Hundredths>, FieldState, [u8; 3]); 3])>,
+    tariffs: Vec<Tariff>,
     /// No field problem on any record of the line.
     clean: bool,
 }
@@ -231,7 +235,7 @@ pub fn parse(raw: &RawBatch, t: &Transaction, block_filer: &[u8; 3]) -> Parsed {
     if !matches!(action, Some(Action::Add | Action::Replace)) {
         return parsed;
     }
-    if !ELIGIBLE_TYPES.iter().any(|t| &l10.get(r10, "entry_type")[..] == &t[..]) {
+    if !ELIGIBLE_TYPES.iter().any(|t| l10.get(r10, "entry_type") == &t[..]) {
         at10("entry_type", Code::E06, &mut parsed.problems);
     }
     match t.rec11 {

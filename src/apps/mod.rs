@@ -51,7 +51,7 @@ impl TxnProblem {
 
 /// Sorts problems in the order rules.md asks: record, field, code table.
 pub fn sort_problems(p: &mut [TxnProblem]) {
-    p.sort_by(|a, b| (a.order, a.code).cmp(&(b.order, b.code)));
+    p.sort_by_key(|a| (a.order, a.code));
 }
 
 /// The transactions of one block, by application.

@@ -239,7 +239,7 @@ fn main() -> Result<()> {
             let mut last = (String::new(), u64::MAX);
             store
                 .load_synthetic(&spec, &mut |what, done, total| {
-                    let decile = if total == 0 { 10 } else { done * 10 / total };
+                    let decile = (done * 10).checked_div(total).unwrap_or(10);
                     if (what, decile) != (last.0.as_str(), last.1) {
                         eprintln!("{what}: {done} of {total} ({:.0} s)", start.elapsed().as_secs_f64());
                         last = (what.to_string(), decile);

@@ -244,7 +244,7 @@ fn version_3_store_migrates_its_events_under_the_ledger_index() {
         ))
     })
     .unwrap();
-    let last = rows(&s.conn).into_iter().filter(|r| r.0 == 1).last().unwrap();
+    let last = rows(&s.conn).into_iter().rfind(|r| r.0 == 1).unwrap();
     assert_eq!(last, (1, 3, "D".to_string(), 100, 300, 1000));
     assert!(s.read(|tx| tx.ledger_mismatches()).unwrap().is_empty());
 }
