@@ -28,6 +28,19 @@ fn debit(entry: EntryNumber, version: u32, certificate: i64, quantity: u64, date
     }
 }
 
+/// A store file at `path` as schema version `version` left it, holding
+/// what `sql` inserts (foreign keys off, as a migration runs).
+fn store_at_version(path: &std::path::Path, version: usize, sql: &str) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    for migration in &MIGRATIONS[..version] {
+        conn.execute_batch(migration).unwrap();
+    }
+    conn.pragma_update(None, "user_version", version as i64).unwrap();
+    conn.execute_batch(sql).unwrap();
+    conn
+}
+
 /// A store written by schema version 1 (balances inside `certificates`)
 /// opens with its certificates, balances and events intact, and its next
 /// claim continues the certificate's event sequence.
@@ -35,20 +48,16 @@ fn debit(entry: EntryNumber, version: u32, certificate: i64, quantity: u64, date
 fn version_1_store_migrates_with_its_balances() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
-    {
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(MIGRATIONS[0]).unwrap();
-        conn.execute_batch(
-            "PRAGMA user_version = 1;
-             INSERT INTO certificates (country, number, program, hts, unit, certified, used, issued, expires,
-             quota_year, ior, exporter, events) VALUES
-             ('AU','C1','Q','0201','KG',10000,2500,20260101,20261231,2026,'12-3456789AB','X',1),
-             ('NZ','C2','Q','0201','KG',500,0,20260101,20261231,2026,'12-3456789AB','Y',0);
-             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
-             VALUES (1,1,'ABC','12345676',1,'D',2500,20260315,1);",
-        )
-        .unwrap();
-    }
+    store_at_version(
+        &path,
+        1,
+        "INSERT INTO certificates (country, number, program, hts, unit, certified, used, issued, expires,
+         quota_year, ior, exporter, events) VALUES
+         ('AU','C1','Q','0201','KG',10000,2500,20260101,20261231,2026,'12-3456789AB','X',1),
+         ('NZ','C2','Q','0201','KG',500,0,20260101,20261231,2026,'12-3456789AB','Y',0);
+         INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version)
+         VALUES (1,1,'ABC','12345676',1,'D',2500,20260315,1);",
+    );
     let mut s = Store::open(&path).unwrap();
     let au = Country::from_stored("AU").unwrap();
     let c1 = CertificateNumber::from_stored("C1").unwrap();
@@ -99,26 +108,19 @@ fn version_1_store_migrates_with_its_balances() {
 fn version_2_store_migrates_its_balances_into_the_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v2.db");
-    {
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
-        for sql in &MIGRATIONS[..2] {
-            conn.execute_batch(sql).unwrap();
-        }
-        // C1: 800 used, 600 given back, then its quantity lowered to 500.
-        conn.execute_batch(
-            "PRAGMA user_version = 2;
-             INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires,
-             quota_year, ior, exporter) VALUES
-             (1, 'AU','C1','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','X'),
-             (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
-             INSERT INTO balances (certificate, certified, used, events) VALUES (1, 500, 200, 2), (2, 500, 0, 0);
-             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version) VALUES
-             (1,1,'ABC','12345676',1,'D',800,20260315,1),
-             (1,2,'ABC','12345676',1,'C',600,20260316,1);",
-        )
-        .unwrap();
-    }
+    // C1: 800 used, 600 given back, then its quantity lowered to 500.
+    store_at_version(
+        &path,
+        2,
+        "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires,
+         quota_year, ior, exporter) VALUES
+         (1, 'AU','C1','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','X'),
+         (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
+         INSERT INTO balances (certificate, certified, used, events) VALUES (1, 500, 200, 2), (2, 500, 0, 0);
+         INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version) VALUES
+         (1,1,'ABC','12345676',1,'D',800,20260315,1),
+         (1,2,'ABC','12345676',1,'C',600,20260316,1);",
+    );
     let mut s = Store::open(&path).unwrap();
     let events: Vec<(i64, i64, i64, i64)> = s
         .conn
@@ -191,27 +193,19 @@ fn version_3_store_migrates_its_events_under_the_ledger_index() {
         .collect::<rusqlite::Result<_>>()
         .unwrap()
     };
-    let before = {
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
-        for sql in &MIGRATIONS[..3] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.execute_batch(
-            "PRAGMA user_version = 3;
-             INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires,
-             quota_year, ior, exporter) VALUES
-             (1, 'AU','C1','Q','0201','KG',1000,20260101,20261231,2026,'12-3456789AB','X'),
-             (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
-             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
-             certified) VALUES
-             (2,1,'ABC','12345684',1,'D',50,20260315,1,50,500),
-             (1,1,'ABC','12345676',1,'D',800,20260315,1,800,1000),
-             (1,2,'ABC','12345676',1,'C',600,20260316,1,200,1000);",
-        )
-        .unwrap();
-        rows(&conn)
-    };
+    let before = rows(&store_at_version(
+        &path,
+        3,
+        "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires,
+         quota_year, ior, exporter) VALUES
+         (1, 'AU','C1','Q','0201','KG',1000,20260101,20261231,2026,'12-3456789AB','X'),
+         (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
+         INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
+         certified) VALUES
+         (2,1,'ABC','12345684',1,'D',50,20260315,1,50,500),
+         (1,1,'ABC','12345676',1,'D',800,20260315,1,800,1000),
+         (1,2,'ABC','12345676',1,'C',600,20260316,1,200,1000);",
+    ));
     let mut s = Store::open(&path).unwrap();
     assert_eq!(rows(&s.conn), before);
     let index: String = s
