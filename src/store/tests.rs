@@ -385,6 +385,13 @@ fn checkpointer_copies_the_wal_into_the_database() {
     assert_eq!(in_file(), 1, "copied into the database file");
 }
 
+/// AU C1 (10,000 KG) and NZ C2 (500 KG), ids 1 and 2, of one importer.
+const TWO_CERTIFICATES: &str =
+    "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
+     ior, exporter) VALUES
+     (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X'),
+     (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');";
+
 /// What a [`CertificateReader`] fetched is the state the writer's
 /// transaction started from: the writer's own view of a certificate wins
 /// over the balance read there, a key not on file is remembered as such,
@@ -394,15 +401,12 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let mut s = Store::open(&path).unwrap();
-    s.execute_raw(
-        "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
-         ior, exporter) VALUES
-         (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X'),
-         (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
-         INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
-         certified) VALUES (1,1,'ABC','12345676',1,'D',2500,20260315,1,2500,10000),
-         (2,1,'ABC','12345684',1,'D',100,20260315,1,100,500);",
-    )
+    s.execute_raw(&format!(
+        "{TWO_CERTIFICATES}
+             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version,
+             used, certified) VALUES (1,1,'ABC','12345676',1,'D',2500,20260315,1,2500,10000),
+             (2,1,'ABC','12345684',1,'D',100,20260315,1,100,500);"
+    ))
     .unwrap();
     let mut reader = s.certificate_reader().unwrap().unwrap();
     let (au, nz) = (Country::from_stored("AU").unwrap(), Country::from_stored("NZ").unwrap());
@@ -455,14 +459,11 @@ fn a_sweep_advanced_by_what_the_transaction_moved_is_the_state_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let mut s = Store::open(&path).unwrap();
-    s.execute_raw(
-        "INSERT INTO certificates (id, country, number, program, hts, unit, certified, issued, expires, quota_year,
-         ior, exporter) VALUES
-         (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X'),
-         (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');
-         INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
-         certified) VALUES (2,1,'ABC','12345676',1,'D',100,20260315,1,100,500);",
-    )
+    s.execute_raw(&format!(
+        "{TWO_CERTIFICATES}
+             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version,
+             used, certified) VALUES (2,1,'ABC','12345676',1,'D',100,20260315,1,100,500);"
+    ))
     .unwrap();
     let mut reader = s.certificate_reader().unwrap().unwrap();
     let (au, nz) = (Country::from_stored("AU").unwrap(), Country::from_stored("NZ").unwrap());
