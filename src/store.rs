@@ -462,7 +462,8 @@ impl Store {
 
     /// The balances that the last write transaction moved, as it committed
     /// them; `None` once taken, after a failed write, or when the ledger
-    /// lost track of one (it forgot a certificate whose terms changed).
+    /// lost track of one (it forgot, or read afresh, a certificate it had
+    /// moved).
     pub fn take_moved(&mut self) -> Option<Moved> {
         self.last_moved.take()
     }
@@ -810,8 +811,8 @@ struct Ledger {
     /// Usage events not yet written, in the order they happened.
     pending: Vec<PendingEvent>,
     /// Whether a certificate with usage events booked in this transaction
-    /// was forgotten ([`Tx::invalidate`]): [`Moved`] then cannot say what
-    /// the transaction moved.
+    /// was forgotten ([`Tx::invalidate`]) or read afresh ([`Tx::hold`]):
+    /// [`Moved`] then cannot say what the transaction moved.
     forgot_moved: bool,
 }
 
