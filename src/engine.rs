@@ -586,7 +586,9 @@ fn record(
 }
 
 fn digest(raw: &RawBatch) -> Vec<u8> {
-    Sha256::digest(raw.normalized()).to_vec()
+    let mut hasher = Sha256::new();
+    raw.normalized(|piece| hasher.update(piece));
+    hasher.finalize().to_vec()
 }
 
 /// The part of a batch that runs inside the store transaction.

@@ -1,6 +1,7 @@
 //! AE → AX: entry summaries whose lines claim certificates (entry-summary.md).
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::codes::Code;
 use crate::envelope::{Block, Problem, ResponseWriter};
@@ -19,8 +20,10 @@ const ELIGIBLE_TYPES: [&[u8; 2]; 8] = [b"02", b"06", b"07", b"12", b"23", b"32",
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
     pub rec40: usize,
-    pub rec50: Vec<usize>,
-    pub rec52: Vec<usize>,
+    /// Inline: a line almost always has one `50` and one `52`, and a
+    /// group's lines are parsed on one thread and freed on another.
+    pub rec50: SmallVec<[usize; 1]>,
+    pub rec52: SmallVec<[usize; 1]>,
     /// Index of the line's last record.
     pub last: usize,
 }
@@ -54,8 +57,8 @@ pub fn split(raw: &RawBatch, block: &Block, problems: &mut Vec<Problem>) -> Vec<
             Placed::Ior(i) => t.rec11 = Some(i),
             Placed::Line(i) => t.lines.push(Line {
                 rec40: i,
-                rec50: Vec::new(),
-                rec52: Vec::new(),
+                rec50: SmallVec::new(),
+                rec52: SmallVec::new(),
                 last: i,
             }),
             Placed::Tariff(i) | Placed::License(i) | Placed::Other(i) => {
@@ -173,8 +176,9 @@ struct LineClaim {
     country: Country,
     number: CertificateNumber,
     license: [u8; 2],
-    /// The line's `50` records with a valid HTS number: (HTS, quantities by unit).
-    tariffs: Vec<Tariff>,
+    /// The line's `50` records with a valid HTS number: (HTS, quantities by
+    /// unit); inline, as [`Line`]'s records.
+    tariffs: SmallVec<[Tariff; 1]>,
     /// No field problem on any record of the line.
     clean: bool,
 }
@@ -278,7 +282,7 @@ fn read_line(raw: &RawBatch, line: &Line, previous: &mut u16, parsed: &mut Parse
         report(line.rec40, l40.field("origin").column(), Code::E10);
     }
 
-    let mut tariffs = Vec::new();
+    let mut tariffs = SmallVec::new();
     for &i in &line.rec50 {
         let r = raw.record(i).bytes;
         let hts_field = l50.field("hts");
