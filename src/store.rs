@@ -1072,14 +1072,16 @@ pub struct Moved(Vec<(i64, i64, Hundredths)>);
 impl Moved {
     fn of(ledger: &Ledger) -> Option<Moved> {
         (!ledger.forgot_moved).then(|| {
-            Moved(
+            // Sized for all held (most are moved): no regrowth.
+            let mut moved = Vec::with_capacity(ledger.held.len());
+            moved.extend(
                 ledger
                     .held
                     .iter()
                     .filter(|(_, h)| h.moved)
-                    .map(|(id, h)| (*id, h.events, h.cert.used))
-                    .collect(),
-            )
+                    .map(|(id, h)| (*id, h.events, h.cert.used)),
+            );
+            Moved(moved)
         })
     }
 }
