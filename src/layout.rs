@@ -388,8 +388,13 @@ impl RecordBuf {
 
     /// Copies bytes as read into a field of the same width (padding or
     /// cutting otherwise), replacing anything unprintable with `?`.
-    pub fn as_read(mut self, key: &str, value: &[u8]) -> Self {
+    pub fn as_read(self, key: &str, value: &[u8]) -> Self {
         let f = self.layout.field(key);
+        self.as_read_in(f, value)
+    }
+
+    /// [`RecordBuf::as_read`] for a field already looked up (a hot loop).
+    pub fn as_read_in(mut self, f: &Field, value: &[u8]) -> Self {
         let dst = &mut self.bytes[f.start..f.start + f.len];
         dst.fill(b' ');
         for (slot, &b) in dst.iter_mut().zip(value) {

@@ -604,26 +604,40 @@ pub fn render(raw: &RawBatch, t: &Transaction, d: &Decision, w: &mut ResponseWri
     let r10 = raw.record(t.rec10).bytes;
     let filer = l10.get(r10, "filer");
     let number = l10.get(r10, "entry_number");
+    // The entry's own fields filled once, and the fields that vary looked up
+    // once: an accepted line costs two records.
+    let reference_of_entry = e0.blank().as_read("filer", filer).as_read("entry_number", number);
+    let (kind, line_field, record_field, line_of_40) = (
+        e0.field("kind"),
+        e0.field("line"),
+        e0.field("record"),
+        l40.field("line"),
+    );
     let reference = |line: Option<usize>, record: usize| {
-        let rec = e0.blank().as_read("filer", filer).as_read("entry_number", number);
         match line {
-            Some(l) => rec
-                .text("kind", b"LINE  ")
-                .as_read("line", l40.get(raw.record(l).bytes, "line")),
-            None => rec.text("kind", b"SUMMRY"),
+            Some(l) => reference_of_entry
+                .text_in(kind, b"LINE  ")
+                .as_read_in(line_field, line_of_40.slice(raw.record(l).bytes)),
+            None => reference_of_entry.text_in(kind, b"SUMMRY"),
         }
-        .number("record", record as u64 + 1)
+        .number_in(record_field, record as u64 + 1)
         .finish()
     };
+    let condition_of_entry = e1.blank().as_read("filer", filer).as_read("entry_number", number);
+    let (disposition_field, severity_field, code_field, narrative_field, version_field) = (
+        e1.field("disposition"),
+        e1.field("severity"),
+        e1.field("code"),
+        e1.field("narrative"),
+        e1.field("version"),
+    );
     let condition = |disposition: &[u8], severity: &[u8], code: Code, narrative: &[u8], version: u32| {
-        e1.blank()
-            .text("disposition", disposition)
-            .text("severity", severity)
-            .text("code", code.as_str().as_bytes())
-            .text("narrative", narrative)
-            .as_read("filer", filer)
-            .as_read("entry_number", number)
-            .number("version", u64::from(version))
+        condition_of_entry
+            .text_in(disposition_field, disposition)
+            .text_in(severity_field, severity)
+            .text_in(code_field, code.as_str().as_bytes())
+            .text_in(narrative_field, narrative)
+            .number_in(version_field, u64::from(version))
             .finish()
     };
     w.detail(reference(None, t.rec10));
