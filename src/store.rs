@@ -833,6 +833,7 @@ impl Ledger {
     }
 }
 
+#[derive(Debug)]
 struct Held {
     cert: Certificate,
     /// Usage events on file or pending: the next event's `seq` follows it.
@@ -1086,12 +1087,15 @@ impl Moved {
     }
 }
 
-/// Certificates read by a [`CertificateReader`]: those of `keys` on file.
+/// Certificates read by a [`CertificateReader`], in the tables of a
+/// transaction's ledger: built on the reading thread, they become the
+/// ledger's own when it holds nothing yet ([`Tx::hold_fetched`]).
 #[derive(Debug)]
 pub struct Fetched {
-    keys: Vec<(Country, CertificateNumber)>,
-    /// With their balances and event counts, sorted by id.
-    found: Vec<(Certificate, i64)>,
+    /// Every key asked for: its id when on file.
+    by_key: FxHashMap<(Country, CertificateNumber), Option<i64>>,
+    /// Those on file, with their balances and event counts.
+    held: FxHashMap<i64, Held>,
 }
 
 /// A second, read-only connection that reads the certificates of a group's
@@ -1147,7 +1151,21 @@ impl ReaderSnapshot<'_> {
         keys.dedup();
         let mut found = read_terms(self.tx, &keys)?;
         read_balances(self.tx, &mut found)?;
-        Ok(Fetched { keys, found })
+        let mut by_key = FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
+        let mut held = FxHashMap::with_capacity_and_hasher(found.len(), Default::default());
+        for (cert, events) in found {
+            by_key.insert((cert.terms.country, cert.terms.number), Some(cert.id));
+            let held_cert = Held {
+                cert,
+                events,
+                moved: false,
+            };
+            held.insert(held_cert.cert.id, held_cert);
+        }
+        for key in keys {
+            by_key.entry(key).or_insert(None);
+        }
+        Ok(Fetched { by_key, held })
     }
 }
 
@@ -1157,9 +1175,8 @@ impl Fetched {
     /// nothing else committed in between: the caller checks).
     pub fn advance(&mut self, moved: &Moved) {
         for (id, events, used) in &moved.0 {
-            if let Ok(at) = self.found.binary_search_by_key(id, |(c, _)| c.id) {
-                let (cert, n) = &mut self.found[at];
-                (cert.used, *n) = (*used, *events);
+            if let Some(h) = self.held.get_mut(id) {
+                (h.cert.used, h.events) = (*used, *events);
             }
         }
     }
@@ -1333,14 +1350,20 @@ impl Tx<'_> {
             return Ok(false);
         }
         let mut ledger = self.ledger.borrow_mut();
-        let mut new = fetched.found;
-        new.retain(|(c, _)| {
-            !ledger.by_key.contains_key(&(c.terms.country, c.terms.number)) && !ledger.held.contains_key(&c.id)
-        });
-        for found in new {
-            Tx::hold(&mut ledger, Some(found));
+        if ledger.by_key.is_empty() && ledger.held.is_empty() {
+            // A group's sweep, taken first: its tables as the reader built them.
+            ledger.by_key = fetched.by_key;
+            ledger.held = fetched.held;
+            return Ok(true);
         }
-        for key in fetched.keys {
+        for (id, h) in fetched.held {
+            if !ledger.by_key.contains_key(&(h.cert.terms.country, h.cert.terms.number))
+                && !ledger.held.contains_key(&id)
+            {
+                Tx::hold(&mut ledger, Some((h.cert, h.events)));
+            }
+        }
+        for (key, _) in fetched.by_key {
             ledger.by_key.entry(key).or_insert(None);
         }
         Ok(true)

@@ -418,8 +418,9 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
         tx.apply_entry(&debit(entry, 1, 1, 1000, 20260316))?;
         let keys = vec![(au, number("C1")), (nz, number("C2")), (au, number("C9"))];
         let fetched = reader.snapshot(|snap| snap.certificates(keys))??;
-        assert_eq!(fetched.found.len(), 2);
-        assert_eq!(fetched.found[0].0.used, Hundredths::new(2500), "the snapshot's");
+        assert_eq!(fetched.held.len(), 2);
+        assert_eq!(fetched.held[&1].cert.used, Hundredths::new(2500), "the snapshot's");
+        assert_eq!(fetched.by_key[&(au, number("C9"))], None, "asked for, not on file");
         assert!(tx.hold_fetched(fetched)?);
         assert_eq!(tx.certificate(au, number("C1"))?.unwrap().used, Hundredths::new(3500));
         let c2 = tx.certificate(nz, number("C2"))?.unwrap();
@@ -478,7 +479,11 @@ fn a_sweep_advanced_by_what_the_transaction_moved_is_the_state_after_it() {
             Ok(swept)
         })
         .unwrap();
-    assert_eq!(swept.found[0].0.used, Hundredths::ZERO, "read before the transaction");
+    assert_eq!(
+        swept.held[&1].cert.used,
+        Hundredths::ZERO,
+        "read before the transaction"
+    );
     swept.advance(&s.take_moved().unwrap());
     assert!(s.take_moved().is_none(), "taken once");
     s.write(|tx| -> Result<()> {
