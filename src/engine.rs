@@ -765,20 +765,22 @@ fn ae(
         }
         None => (None, Vec::new()),
     };
-    // Small keys from one entry summary: a fast hash, not a keyed one.
-    let mut certs = rustc_hash::FxHashMap::default();
-    for key in parsed.certificates() {
-        if certs.contains_key(&key) {
-            continue;
+    let mut keys: smallvec::SmallVec<[Key; 8]> = parsed.certificates().collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let d = tx.with_certificates(&keys, |found| -> Result<entries::Decision, StoreError> {
+        // Small keys from one entry summary: a fast hash, not a keyed one.
+        let mut certs = rustc_hash::FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
+        for (key, cert) in keys.iter().zip(found) {
+            let lookup = match cert {
+                Some(c) => entries::CertLookup::Found(c),
+                None if tx.number_on_file_elsewhere(key.0, key.1)? => entries::CertLookup::OtherCountry,
+                None => entries::CertLookup::Missing,
+            };
+            certs.insert(*key, lookup);
         }
-        let found = match tx.certificate(key.0, key.1)? {
-            Some(c) => entries::CertLookup::Found(c),
-            None if tx.number_on_file_elsewhere(key.0, key.1)? => entries::CertLookup::OtherCountry,
-            None => entries::CertLookup::Missing,
-        };
-        certs.insert(key, found);
-    }
-    let d = entries::evaluate(t, parsed, state.as_ref(), &old, &certs, date);
+        Ok(entries::evaluate(t, parsed, state.as_ref(), &old, &certs, date))
+    })??;
     if let Some(change) = &d.change {
         tx.apply_entry(change)?;
         tally.claims += change.debits.len() as u32;

@@ -1308,6 +1308,26 @@ impl Tx<'_> {
         Ok(self.ledger.borrow().held.get(&id).map(|h| h.cert.clone()))
     }
 
+    /// Runs `f` on the certificates `keys` name (`None`: not on file), as
+    /// this transaction holds them: lent, not copied. `f` must not change
+    /// the ledger (it may read the store).
+    pub fn with_certificates<T>(
+        &self,
+        keys: &[(Country, CertificateNumber)],
+        f: impl FnOnce(&[Option<&Certificate>]) -> T,
+    ) -> Result<T> {
+        let mut ids: smallvec::SmallVec<[Option<i64>; 8]> = smallvec::SmallVec::with_capacity(keys.len());
+        for &(country, number) in keys {
+            ids.push(self.load(country, number)?);
+        }
+        let ledger = self.ledger.borrow();
+        let certs: smallvec::SmallVec<[Option<&Certificate>; 8]> = ids
+            .iter()
+            .map(|id| id.and_then(|id| ledger.held.get(&id)).map(|h| &h.cert))
+            .collect();
+        Ok(f(&certs))
+    }
+
     pub fn certificate_by_id(&self, id: i64) -> Result<Option<Certificate>> {
         if let Some(h) = self.ledger.borrow().held.get(&id) {
             return Ok(Some(h.cert.clone()));

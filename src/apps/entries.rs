@@ -359,10 +359,11 @@ fn read_line(raw: &RawBatch, line: &Line, previous: &mut u16, parsed: &mut Parse
     }
 }
 
-/// What the store holds about a certificate a claim names.
+/// What the store holds about a certificate a claim names (lent by the
+/// store's ledger, not copied).
 #[derive(Clone, Debug)]
-pub enum CertLookup {
-    Found(Certificate),
+pub enum CertLookup<'c> {
+    Found(&'c Certificate),
     /// The number is on file, but only for another country (Q11).
     OtherCountry,
     Missing,
@@ -395,7 +396,7 @@ pub fn evaluate(
     mut parsed: Parsed,
     state: Option<&EntryState>,
     old: &[Claim],
-    certs: &FxHashMap<(Country, CertificateNumber), CertLookup>,
+    certs: &FxHashMap<(Country, CertificateNumber), CertLookup<'_>>,
     business_date: Date,
 ) -> Decision {
     let l10 = layout::get("10");
@@ -439,7 +440,7 @@ pub fn evaluate(
             problems: Vec::new(),
         };
         match certs.get(&(claim.country, claim.number)) {
-            Some(CertLookup::Found(cert)) => {
+            Some(&CertLookup::Found(cert)) => {
                 d.cert = Some(cert);
                 if cert.terms.program.license_type() != &claim.license {
                     d.problems.push(Code::Q12);
