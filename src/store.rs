@@ -388,11 +388,11 @@ impl Store {
                 Sync::Normal => "NORMAL",
             },
         )?;
-        // 48 MiB of page cache keeps a group's balance, event and index
-        // pages resident, so a transaction does not spill or re-read them.
-        // More measured no faster (certificate rows are read about once per
-        // group anyway) and counts against the memory budget.
-        conn.pragma_update(None, "cache_size", -49_152)?;
+        // 32 MiB of page cache keeps a group's event and index pages
+        // resident, so a transaction does not spill or re-read them. 48 MiB
+        // measured no faster (certificate rows are read about once per group
+        // anyway) and counts against the memory budget.
+        conn.pragma_update(None, "cache_size", -32_768)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         // A WAL that grew under load is cut back to this size once checkpointed.

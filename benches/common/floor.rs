@@ -233,7 +233,7 @@ pub fn run(
     let conn = Connection::open(db)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "cache_size", -49_152)?;
+    conn.pragma_update(None, "cache_size", -32_768)?;
     conn.set_prepared_statement_cache_capacity(64);
     rusqlite::vtab::array::load_module(&conn)?;
     if unordered_events {
