@@ -456,6 +456,24 @@ impl<'s> Engine<'s> {
         Ok(out)
     }
 
+    /// Starts the sweep of the first group of [`Engine::process_stream`] as
+    /// every later group's is started: from within a write transaction (one
+    /// that changes nothing), so that it reads the state the first group's
+    /// transaction starts from unless another connection commits in
+    /// between, which `PRAGMA data_version` then shows. Without it, the
+    /// first group would be read batch by batch, each batch waiting for its
+    /// answer and reading again the leaf pages of the batches before.
+    fn sweep_first(&mut self, first: &Arc<Vec<RawBatch>>, channel: Channel) -> Result<(), EngineError> {
+        let Engine { store, lookahead, .. } = self;
+        let Some(l) = lookahead.as_ref() else { return Ok(()) };
+        self.next_group = store.write(|tx| -> Result<Option<NextGroup>, EngineError> {
+            let data_version = tx.data_version()?;
+            Ok(l.read_group(first.clone(), channel)
+                .map(|answer| NextGroup { data_version, answer }))
+        })?;
+        Ok(())
+    }
+
     /// Processes a whole stream, handing each committed response to `out`.
     pub fn process_stream<R: std::io::BufRead>(
         &mut self,
@@ -470,6 +488,9 @@ impl<'s> Engine<'s> {
         let ahead = self.lookahead.is_some();
         let mut count = 0u64;
         let mut current = read_group(&mut reader, group)?.map(Arc::new);
+        if let Some(first) = current.as_ref().filter(|_| ahead) {
+            self.sweep_first(first, session.channel)?;
+        }
         while let Some(batches) = current {
             let next = if ahead {
                 read_group(&mut reader, group)?.map(Arc::new)
