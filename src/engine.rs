@@ -154,6 +154,16 @@ struct NextGroup {
     answer: GroupAnswer,
 }
 
+impl NextGroup {
+    /// Asks `lookahead` to sweep `raws`. Call only while holding the write
+    /// transaction whose `PRAGMA data_version` is `data_version`: the
+    /// sweep then reads the state that transaction started from.
+    fn start(lookahead: &Lookahead, raws: &Arc<Vec<RawBatch>>, channel: Channel, data_version: i64) -> Option<Self> {
+        let answer = lookahead.read_group(raws.clone(), channel)?;
+        Some(NextGroup { data_version, answer })
+    }
+}
+
 impl<'s> Engine<'s> {
     pub fn new(store: &'s mut Store, business_date: Date) -> Self {
         Engine {
@@ -413,10 +423,7 @@ impl<'s> Engine<'s> {
             }
             // The next group's sweep, queued behind this group's reads.
             if let (Some(l), Some(next), Some(v)) = (reader, next, data_version) {
-                next_group = l.read_group(next.clone(), channel).map(|answer| NextGroup {
-                    data_version: v,
-                    answer,
-                });
+                next_group = NextGroup::start(l, next, channel, v);
             }
             let mut out = Vec::with_capacity(prepared.len());
             for (i, p) in prepared.into_iter().enumerate() {
@@ -467,9 +474,7 @@ impl<'s> Engine<'s> {
         let Engine { store, lookahead, .. } = self;
         let Some(l) = lookahead.as_ref() else { return Ok(()) };
         self.next_group = store.write(|tx| -> Result<Option<NextGroup>, EngineError> {
-            let data_version = tx.data_version()?;
-            Ok(l.read_group(first.clone(), channel)
-                .map(|answer| NextGroup { data_version, answer }))
+            Ok(NextGroup::start(l, first, channel, tx.data_version()?))
         })?;
         Ok(())
     }

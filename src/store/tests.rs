@@ -392,6 +392,19 @@ const TWO_CERTIFICATES: &str =
      (1, 'AU','C1','Q','0201','KG',10000,20260101,20261231,2026,'12-3456789AB','X'),
      (2, 'NZ','C2','Q','0201','KG',500,20260101,20261231,2026,'12-3456789AB','Y');";
 
+/// A store at `path` holding [`TWO_CERTIFICATES`] and the usage events of
+/// `events` (rows of `usage_events`, all columns in table order).
+fn two_certificates_with_events(path: &std::path::Path, events: &str) -> Store {
+    let mut s = Store::open(path).unwrap();
+    s.execute_raw(&format!(
+        "{TWO_CERTIFICATES}
+             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version,
+             used, certified) VALUES {events};"
+    ))
+    .unwrap();
+    s
+}
+
 /// What a [`CertificateReader`] fetched is the state the writer's
 /// transaction started from: the writer's own view of a certificate wins
 /// over the balance read there, a key not on file is remembered as such,
@@ -399,15 +412,11 @@ const TWO_CERTIFICATES: &str =
 #[test]
 fn fetched_certificates_yield_to_the_writers_ledger() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
-    let mut s = Store::open(&path).unwrap();
-    s.execute_raw(&format!(
-        "{TWO_CERTIFICATES}
-             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version,
-             used, certified) VALUES (1,1,'ABC','12345676',1,'D',2500,20260315,1,2500,10000),
-             (2,1,'ABC','12345684',1,'D',100,20260315,1,100,500);"
-    ))
-    .unwrap();
+    let mut s = two_certificates_with_events(
+        &dir.path().join("s.db"),
+        "(1,1,'ABC','12345676',1,'D',2500,20260315,1,2500,10000),
+         (2,1,'ABC','12345684',1,'D',100,20260315,1,100,500)",
+    );
     let mut reader = s.certificate_reader().unwrap().unwrap();
     let (au, nz) = (Country::from_stored("AU").unwrap(), Country::from_stored("NZ").unwrap());
     let number = |n: &str| CertificateNumber::from_stored(n).unwrap();
@@ -458,14 +467,10 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
 #[test]
 fn a_sweep_advanced_by_what_the_transaction_moved_is_the_state_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
-    let mut s = Store::open(&path).unwrap();
-    s.execute_raw(&format!(
-        "{TWO_CERTIFICATES}
-             INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version,
-             used, certified) VALUES (2,1,'ABC','12345676',1,'D',100,20260315,1,100,500);"
-    ))
-    .unwrap();
+    let mut s = two_certificates_with_events(
+        &dir.path().join("s.db"),
+        "(2,1,'ABC','12345676',1,'D',100,20260315,1,100,500)",
+    );
     let mut reader = s.certificate_reader().unwrap().unwrap();
     let (au, nz) = (Country::from_stored("AU").unwrap(), Country::from_stored("NZ").unwrap());
     let number = |n: &str| CertificateNumber::from_stored(n).unwrap();
