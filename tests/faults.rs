@@ -28,8 +28,11 @@ use std::time::{Duration, Instant};
 use daemon_support::*;
 use hardening_support::*;
 
-/// Certificates of the GT input; enough that committing it needs new pages.
-const CERTS: usize = 60;
+/// Certificates of the GT input: enough that committing it needs new pages
+/// whatever room the store's pages have left. Its stored response (one
+/// record a certificate) is then larger than a 16 KiB page, so it needs an
+/// overflow page of its own (`reference` checks the size).
+const CERTS: usize = 250;
 
 fn cert_number(i: usize) -> String {
     format!("9AU{i:05}F")
@@ -80,7 +83,8 @@ fn reference(files: &[(&'static str, String, Vec<u8>)]) -> Reference {
         });
     }
     assert!(d.terminate(Duration::from_secs(20)).success());
-    let responses = files.iter().map(|(_, n, _)| (n.clone(), s.response(n))).collect();
+    let responses: BTreeMap<String, Vec<u8>> = files.iter().map(|(_, n, _)| (n.clone(), s.response(n))).collect();
+    assert!(responses["gt.txt"].len() > 16_384, "the GT response fits in one page");
     Reference {
         responses,
         journal: s.journal().len(),

@@ -556,3 +556,33 @@ fn the_next_transaction_reads_certificates_afresh() {
     s.execute_raw(&event(2, 200, 700)).unwrap();
     assert_eq!(used(&mut s), Hundredths::new(700));
 }
+
+/// A new store is created with [`NEW_STORE_PAGE_SIZE`]; a store created
+/// with other pages keeps them and stays usable; the WAL's automatic
+/// checkpoint comes at the same size in bytes on both.
+#[test]
+fn new_stores_get_large_pages_and_old_ones_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let pragma =
+        |s: &Store, name: &str| -> i64 { s.conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap() };
+
+    let new = Store::open(&dir.path().join("new.db")).unwrap();
+    assert_eq!(pragma(&new, "page_size"), 16_384);
+    assert_eq!(pragma(&new, "wal_autocheckpoint"), 4_096);
+    drop(new);
+    let again = Store::open(&dir.path().join("new.db")).unwrap();
+    assert_eq!(pragma(&again, "page_size"), 16_384);
+
+    let path = dir.path().join("old.db");
+    let conn = store_at_version(&path, MIGRATIONS.len(), "PRAGMA journal_mode = WAL");
+    assert_eq!(
+        conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).unwrap(),
+        4_096
+    );
+    drop(conn);
+    let mut old = Store::open(&path).unwrap();
+    assert_eq!(pragma(&old, "page_size"), 4_096);
+    assert_eq!(pragma(&old, "wal_autocheckpoint"), 16_384);
+    old.add_sender(&broker(), "PWABC1").unwrap();
+    assert_eq!(old.list_senders().unwrap().len(), 1);
+}
