@@ -19,7 +19,10 @@
 #            median, synchronous=FULL. Baseline in the same run: benches/claims_baseline.rs,
 #            "the obvious approach" (per claim SELECT, UPDATE, INSERT; COMMIT every 1,000
 #            claims) on a copy of the same store, same file, with its own balance and
-#            usage tables (added to the snapshot once, untimed: `claims_baseline --prepare`).
+#            usage tables (added to the snapshot once, untimed: `claims_baseline --prepare`),
+#            run twice: on ecertd's store as it is (16 KiB pages) and on a copy rebuilt on
+#            SQLite's default 4 KiB pages (`--page-size 4096`), where it is faster; the
+#            ratio is taken against the faster of the two.
 #            The store is restored from a snapshot before every run (hyperfine --prepare,
 #            then `sync`).
 #            Also in the same run: `process` with `lookahead = false` (one thread), whose
@@ -146,8 +149,12 @@ FLOOR=$BIN/claims_floor
 DROP=$BIN/drop_latency
 QUERY=$BIN/query_latency
 
-# Schema fingerprint: a kept store is rebuilt when the migrations change.
-SCHEMA=$(sed -n '/^const MIGRATIONS/,/^\];/p' "$REPO/src/store.rs" | sha256sum | cut -c1-16)
+# Schema fingerprint: a kept store is rebuilt when the migrations or the
+# page size of new stores change.
+SCHEMA=$({
+    sed -n '/^const MIGRATIONS/,/^\];/p' "$REPO/src/store.rs"
+    grep '^pub const NEW_STORE_PAGE_SIZE' "$REPO/src/store.rs"
+} | sha256sum | cut -c1-16)
 
 {
     echo "mode: $MODE   started: $STAMP"
@@ -194,6 +201,7 @@ BIG_AE=$DATA/ae-big/ae-0001.txt
 
 # The claims store: certificates through the pipeline (GT files, channel ecert).
 SNAP=$DATA/claims-c$CLAIM_CERTS.db
+SNAP4K=$DATA/claims-c$CLAIM_CERTS-p4096.db
 if want claims || want latency || want memory || want profile; then
     log "building the claims store ($CLAIM_CERTS certificates through ecertd process)"
     rm -rf "$WORK/snap-root" "$SNAP" "$SNAP-wal" "$SNAP-shm"
@@ -213,6 +221,11 @@ if want claims || want latency || want memory || want profile; then
     rm -f "$WORK/snap-root/ecertd.db-wal" "$WORK/snap-root/ecertd.db-shm"
     # The baseline's own balance and usage tables (ecertd ignores them).
     "$BASELINE" --db "$SNAP" --prepare
+    # The same store on SQLite's default 4 KiB pages, where the obvious
+    # approach is faster than on ecertd's 16 KiB: the baseline runs on both
+    # and the claims ratio is taken against the faster.
+    cp "$SNAP" "$SNAP4K"
+    "$BASELINE" --db "$SNAP4K" --prepare --page-size 4096
 fi
 
 # ---- a. parse ----------------------------------------------------------------
@@ -237,30 +250,40 @@ fi
 if want claims; then
     log "claims: ecertd process vs baseline, $CLAIM_RUNS runs each"
     W=$WORK/claims.db
+    W4K=$WORK/claims-p4096.db
     hyperfine --style basic --runs "$CLAIM_RUNS" \
-        --prepare "cp $SNAP $W && rm -f $W-wal $W-shm && sync" \
+        --prepare "cp $SNAP $W && cp $SNAP4K $W4K && rm -f $W-wal $W-shm $W4K-wal $W4K-shm && sync" \
         --export-json "$RES/claims.json" --export-markdown "$RES/claims.md" \
         -n ecertd "$ECERTD --db $W process $CLAIMS_AE --channel abi > $WORK/claims.resp" \
         -n baseline "$BASELINE --db $W --input $CLAIMS_AE > $RES/claims-baseline-last.txt" \
         -n one-thread "ECERTD_LOOKAHEAD=false $ECERTD --db $W process $CLAIMS_AE --channel abi > $WORK/claims-one.resp" \
+        -n baseline-4k "$BASELINE --db $W4K --input $CLAIMS_AE > $RES/claims-baseline-4k-last.txt" \
         > "$RES/claims.txt" 2>&1
     cmp -s "$WORK/claims.resp" "$WORK/claims-one.resp" ||
         { echo "bench/run.sh: process answered differently without the look-ahead" >&2; exit 1; }
     ours=$(grep -c '^E1 IC00' "$WORK/claims.resp" || true)
     base=$(kv "$RES/claims-baseline-last.txt" claims_accepted)
     t_ours=$(hf "$RES/claims.json" median 0)
-    t_base=$(hf "$RES/claims.json" median 1)
+    t_base16=$(hf "$RES/claims.json" median 1)
+    t_base4=$(hf "$RES/claims.json" median 3)
+    base4=$(kv "$RES/claims-baseline-4k-last.txt" claims_accepted)
+    [[ $base4 -eq $base ]] || { echo "bench/run.sh: the baseline accepted $base4 claims on 4 KiB pages, $base on 16" >&2; exit 1; }
+    # The ratio is taken against the faster baseline.
+    if awk "BEGIN { exit !($t_base4 <= $t_base16) }"; then t_base=$t_base4 pages=4; else t_base=$t_base16 pages=16; fi
     {
         echo "accepted claims: ecertd $ours, baseline $base"
         echo "ecertd: median $t_ours s, user $(hf "$RES/claims.json" user 0) s, system $(hf "$RES/claims.json" system 0) s (means)"
-        echo "baseline: median $t_base s, user $(hf "$RES/claims.json" user 1) s, system $(hf "$RES/claims.json" system 1) s (means)"
+        echo "baseline on ecertd's store (16 KiB pages): median $t_base16 s, user $(hf "$RES/claims.json" user 1) s, system $(hf "$RES/claims.json" system 1) s (means)"
+        echo "baseline on 4 KiB pages: median $t_base4 s, user $(hf "$RES/claims.json" user 3) s, system $(hf "$RES/claims.json" system 3) s (means)"
+        echo "ratios taken against the baseline on $pages KiB pages"
         echo "one-thread (lookahead=false): median $(hf "$RES/claims.json" median 2) s, user $(hf "$RES/claims.json" user 2) s, system $(hf "$RES/claims.json" system 2) s (means)"
         echo "response batches: $(grep -c '^A' "$WORK/claims.resp" || true), entries accepted: $(grep -c '^E1A' "$WORK/claims.resp" || true)"
     } > "$RES/claims-counts.txt"
     r_ours=$(calc %.0f "$ours / $t_ours")
     r_base=$(calc %.0f "$base / $t_base")
     row "claims: \`ecertd process\`, $ours claims, $CLAIM_CERTS certificates, sync=FULL" "$r_ours claims/s" \
-        "$r_base claims/s (obvious approach)" "$(calc %.2f "$r_ours / $r_base")" "≥ 250,000/s and ≥ 8×" \
+        "$r_base claims/s (obvious approach, the faster of $(calc %.0f "$base / $t_base4") on 4 KiB pages and $(calc %.0f "$base / $t_base16") on 16)" \
+        "$(calc %.2f "$r_ours / $r_base")" "≥ 250,000/s and ≥ 8×" \
         "ecertd --db claims.db process $CLAIMS_AE --channel abi"
     r_one=$(calc %.0f "$ours / $(hf "$RES/claims.json" median 2)")
     row "claims, one thread (\`lookahead = false\`)" "$r_one claims/s" "$r_base claims/s (obvious approach)" \
