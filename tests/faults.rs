@@ -30,7 +30,7 @@ use hardening_support::*;
 
 /// Certificates of the GT input: enough that committing it needs new pages
 /// whatever room the store's pages have left. Its stored response (one
-/// record a certificate) is then larger than a 16 KiB page, so it needs an
+/// record a certificate) is then larger than a store page, so it needs an
 /// overflow page of its own (`reference` checks the size).
 const CERTS: usize = 250;
 
@@ -84,7 +84,8 @@ fn reference(files: &[(&'static str, String, Vec<u8>)]) -> Reference {
     }
     assert!(d.terminate(Duration::from_secs(20)).success());
     let responses: BTreeMap<String, Vec<u8>> = files.iter().map(|(_, n, _)| (n.clone(), s.response(n))).collect();
-    assert!(responses["gt.txt"].len() > 16_384, "the GT response fits in one page");
+    let page = ecertd::store::NEW_STORE_PAGE_SIZE as usize;
+    assert!(responses["gt.txt"].len() > page, "the GT response fits in one page");
     Reference {
         responses,
         journal: s.journal().len(),
