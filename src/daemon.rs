@@ -41,12 +41,12 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{anyhow, bail, Context as _, Result};
 
 use crate::config::{LogFormat, Settings};
-use crate::engine::{BatchResult, Engine, EngineError, Session};
+use crate::engine::{Ahead, BatchResult, Engine, EngineError, Session};
 use crate::envelope::Channel;
 use crate::fault::Faults;
 use crate::journal::{self, Journal, Line};
 use crate::metrics::Metrics;
-use crate::record::BatchReader;
+use crate::record::{BatchReader, RawBatch};
 use crate::spool::{self, Claim, Found, Layout, Refusal, SeqGen, CHANNELS};
 use crate::store::Store;
 use crate::types::Date;
@@ -602,34 +602,63 @@ impl SpoolLoop {
             return Ok(());
         }
         let group_max = self.settings.group_batches.max(1);
-        loop {
+        // Up to `group_max` batches, and no more once GROUP_RECORDS records
+        // are reached; `next` is left holding the batch after the group.
+        let mut take_group = |next: &mut Option<RawBatch>| -> Result<(Vec<RawBatch>, usize), Failure> {
             let mut group = Vec::new();
             let mut records = 0;
             while let Some(b) = next.take() {
                 records += b.len();
                 group.push(b);
-                next = read(&mut reader)?;
+                *next = read(&mut reader)?;
                 if group.len() >= group_max || records >= GROUP_RECORDS {
                     break;
                 }
             }
-            let last = next.is_none();
+            Ok((group, records))
+        };
+        let (group, mut records) = take_group(&mut next)?;
+        let mut group = Arc::new(group);
+        // Once a file's group is large enough for the look-ahead, every later
+        // group of it uses it too: the group after the current one is read
+        // from the file before the current one commits, and its
+        // certificates are swept meanwhile (as `ecertd process` does).
+        let mut ahead: Option<Ahead> = None;
+        let mut reading_ahead = false;
+        loop {
+            reading_ahead |= self.settings.lookahead && records >= LOOKAHEAD_RECORDS;
+            let following = match next.is_some() && reading_ahead {
+                true => Some(take_group(&mut next)?),
+                false => None,
+            };
+            let following_records = following.as_ref().map_or(0, |(_, r)| *r);
+            let following = following.map(|(g, _)| Arc::new(g));
+            let last = next.is_none() && following.is_none();
             let (id, name, date, first) = (claim.id.clone(), claim.name.clone(), self.date(), index);
+            let (current, carried) = (group.clone(), ahead.take());
+            let sweep_next = following.clone();
             // A small group (the usual file of one batch) is not worth a
             // hand-off to another thread.
-            let read_ahead = self.settings.lookahead && records >= LOOKAHEAD_RECORDS;
-            let (s, results) = self.store.call_blocking(move |s| {
+            let (s, results, left) = self.store.call_blocking(move |s| {
                 let mut engine = Engine::new(s, date);
-                if read_ahead {
-                    engine = engine.with_lookahead();
+                if reading_ahead {
+                    engine = engine.with_ahead(carried);
                 }
-                let r = engine.process_input_group(&mut session, &group, &id, &name, first, last);
-                (session, r.map(|r| (r, engine.batches_read_ahead())))
+                let r =
+                    engine.process_input_group(&mut session, &current, &id, &name, first, last, sweep_next.as_ref());
+                let counts = (engine.batches_read_ahead(), engine.groups_swept());
+                (session, r.map(|r| (r, counts)), engine.into_ahead())
             })?;
             session = s;
-            let (results, batches_read_ahead) = results?;
+            ahead = left;
+            let (results, (batches_read_ahead, groups_swept)) = results?;
             if batches_read_ahead > 0 {
-                tracing::debug!(claim = %claim.id, batches = batches_read_ahead, "certificates read ahead");
+                tracing::debug!(
+                    claim = %claim.id,
+                    batches = batches_read_ahead,
+                    swept = groups_swept,
+                    "certificates read ahead"
+                );
             }
             index += results.len() as u64;
             for r in &results {
@@ -651,6 +680,13 @@ impl SpoolLoop {
             if self.stop.past_deadline() {
                 return Err(Failure::Interrupted);
             }
+            (group, records) = match following {
+                Some(g) => (g, following_records),
+                None => {
+                    let (g, r) = take_group(&mut next)?;
+                    (Arc::new(g), r)
+                }
+            };
         }
     }
 

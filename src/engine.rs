@@ -164,6 +164,14 @@ impl NextGroup {
     }
 }
 
+/// The look-ahead of an input processed one group per call (the daemon
+/// hands its store thread one group at a time): the reading thread, and the
+/// sweep of the group to come, carried from one [`Engine`] to the next.
+pub struct Ahead {
+    lookahead: Lookahead,
+    next_group: Option<NextGroup>,
+}
+
 impl<'s> Engine<'s> {
     pub fn new(store: &'s mut Store, business_date: Date) -> Self {
         Engine {
@@ -174,6 +182,27 @@ impl<'s> Engine<'s> {
             groups_swept: 0,
             next_group: None,
         }
+    }
+
+    /// Takes up the look-ahead an earlier engine left ([`Engine::into_ahead`]);
+    /// without one, starts one ([`Engine::with_lookahead`]). The pending
+    /// sweep is used only if nothing was committed since it started.
+    pub fn with_ahead(mut self, ahead: Option<Ahead>) -> Self {
+        match ahead {
+            Some(a) => {
+                self.lookahead = Some(a.lookahead);
+                self.next_group = a.next_group;
+                self
+            }
+            None => self.with_lookahead(),
+        }
+    }
+
+    /// The look-ahead and the sweep of the group to come, for the engine
+    /// that commits that group.
+    pub fn into_ahead(self) -> Option<Ahead> {
+        let next_group = self.next_group;
+        self.lookahead.map(|lookahead| Ahead { lookahead, next_group })
     }
 
     /// How many batches had their certificates read by the look-ahead.
@@ -319,23 +348,30 @@ impl<'s> Engine<'s> {
 
     /// Processes batches `first..` of the input file `claim` in one
     /// transaction, recording each response; when `last`, the input is also
-    /// marked complete in that same transaction.
+    /// marked complete in that same transaction. With the look-ahead, this
+    /// group is swept first unless a sweep of it is pending, and `next`
+    /// (the group to be committed next) is swept meanwhile.
+    #[allow(clippy::too_many_arguments)]
     pub fn process_input_group(
         &mut self,
         session: &mut Session,
-        raws: &[RawBatch],
+        raws: &Arc<Vec<RawBatch>>,
         claim: &str,
         name: &str,
         first: u64,
         last: bool,
+        next: Option<&Arc<Vec<RawBatch>>>,
     ) -> Result<Vec<BatchResult>, EngineError> {
+        if self.next_group.is_none() {
+            self.sweep_first(raws, session.channel)?;
+        }
         let input = InputGroup {
             claim,
             name,
             first,
             last,
         };
-        self.commit(session, raws, Some(input), None)
+        self.commit(session, raws, Some(input), next)
     }
 
     /// Frames and authenticates `raws`, then runs them in one store

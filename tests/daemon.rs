@@ -551,7 +551,10 @@ fn running_daemon_checkpoints_its_wal() {
 }
 
 /// A large file reads its certificates ahead (setting `lookahead`) and is
-/// answered with the bytes `ecertd process` gives the same input.
+/// answered with the bytes `ecertd process` gives the same input. Committed
+/// in several groups, each group's certificates are read in one sweep: the
+/// first before its transaction, every later one while the group before it
+/// commits.
 #[test]
 fn large_files_read_certificates_ahead() {
     use ecertd::gen::{self, EntryMix, Population, Rng, COUNTRIES};
@@ -561,7 +564,7 @@ fn large_files_read_certificates_ahead() {
         certified: 5_000,
     };
     let mix = EntryMix {
-        entries: 400,
+        entries: 1_000,
         entries_per_batch: 10,
         max_lines: 4,
         refused_share: 0.2,
@@ -599,14 +602,40 @@ fn large_files_read_certificates_ahead() {
     fs::write(&file, &ae).unwrap();
     let want = spools[0].ok(&["process", file.to_str().unwrap(), "--channel", "abi"]);
 
+    // 100 batches in groups of 30: four groups, the first one large enough
+    // for the look-ahead.
+    let records = ae.iter().filter(|&&b| b == b'\n').count();
+    assert!(records * 30 / 100 >= 2_000, "{records} records");
     let s = &spools[1];
-    let mut d = s.start(&[], &[("ECERTD_LOG_LEVEL", "ecertd=debug")]);
+    let mut d = s.start(
+        &[],
+        &[("ECERTD_LOG_LEVEL", "ecertd=debug"), ("ECERTD_GROUP_BATCHES", "30")],
+    );
     d.wait_log("ecertd serving", Duration::from_secs(20));
     s.drop_file("abi", "ae-large.txt", &ae);
     let got = wait_response(s, "ae-large.txt");
     let v = d.wait_log("certificates read ahead", Duration::from_secs(10));
     assert!(v["fields"]["batches"].as_u64().unwrap_or(0) > 0, "{v}");
     assert!(got == want.as_bytes(), "daemon and process answer differently");
+    let groups: Vec<(u64, u64)> = d
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "certificates read ahead")
+        .map(|v| {
+            (
+                v["fields"]["batches"].as_u64().unwrap(),
+                v["fields"]["swept"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [(30, 1), (30, 1), (30, 1), (10, 1)],
+        "per group: batches read ahead, swept"
+    );
     assert!(s.ledger_mismatches().is_empty());
     assert!(d.terminate(Duration::from_secs(20)).success());
 }
