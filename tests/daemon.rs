@@ -557,51 +557,7 @@ fn running_daemon_checkpoints_its_wal() {
 /// commits.
 #[test]
 fn large_files_read_certificates_ahead() {
-    use ecertd::gen::{self, EntryMix, Population, Rng, COUNTRIES};
-    let pop = Population {
-        certificates: 40,
-        per_ior: 4,
-        certified: 5_000,
-    };
-    let mix = EntryMix {
-        entries: 1_000,
-        entries_per_batch: 10,
-        max_lines: 4,
-        refused_share: 0.2,
-        claim: 1_000,
-        first_number: 1,
-    };
-    let mut ae = Vec::new();
-    gen::write_ae(&mut ae, &pop, &mix, &mut Rng::new(9), "DL").unwrap();
-    let spools: Vec<Spool> = (0..2).map(|_| Spool::new()).collect();
-    for s in &spools {
-        for &(country, id) in &COUNTRIES[2..] {
-            let pw = gen::password(id);
-            s.ok(&[
-                "sender",
-                "add",
-                "--id",
-                id,
-                "--kind",
-                "country",
-                "--country",
-                country,
-                "--password",
-                &pw,
-            ]);
-        }
-        for c in 0..COUNTRIES.len() {
-            let mut gt = Vec::new();
-            gen::write_gt(&mut gt, &pop, c, 10, "DL").unwrap();
-            let file = s.dir.path().join(format!("gt-{c}.txt"));
-            fs::write(&file, &gt).unwrap();
-            s.ok(&["process", file.to_str().unwrap(), "--channel", "ecert"]);
-        }
-    }
-    let file = spools[0].dir.path().join("ae.txt");
-    fs::write(&file, &ae).unwrap();
-    let want = spools[0].ok(&["process", file.to_str().unwrap(), "--channel", "abi"]);
-
+    let (spools, ae, want) = large_ae_workload(2, 1_000, 10);
     // 100 batches in groups of 30: four groups, the first one large enough
     // for the look-ahead.
     let records = ae.iter().filter(|&&b| b == b'\n').count();

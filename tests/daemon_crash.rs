@@ -289,3 +289,67 @@ fn graceful_stop_under_load_loses_nothing() {
     assert!(s.ledger_mismatches().is_empty());
     assert!(d.terminate(Duration::from_secs(20)).success());
 }
+
+/// `kill -9` at random instants while a large file is committed group by
+/// group with the look-ahead (each group's certificates swept while the
+/// group before commits), restarting each time: the file ends with exactly
+/// the response `ecertd process` gives it, every batch journaled once, and
+/// balances equal the replay of the usage events.
+#[test]
+fn kill_9_while_a_large_file_is_swept_loses_and_repeats_nothing() {
+    let kills = if long() { 40 } else { 8 };
+    let seed = seed();
+    eprintln!("large-file crash test: seed {seed} (ECERTD_CRASH_SEED), {kills} kills");
+    // 100 batches in groups of 5: twenty groups, each large enough for the
+    // look-ahead. Spool 1 times an uninterrupted run, spool 2 is killed.
+    let (spools, ae, want) = large_ae_workload(3, 5_000, 50);
+    let records = ae.iter().filter(|&&b| b == b'\n').count();
+    assert!(records * 5 / 100 >= 2_000, "{records} records");
+    let env = [("ECERTD_GROUP_BATCHES", "5"), ("ECERTD_LOG_LEVEL", "ecertd=debug")];
+    let files = [("abi", "ae-large.txt".to_string(), ae)];
+
+    let r = &spools[1];
+    drop_workload(r, &files);
+    let mut d = r.start(&[], &env);
+    d.wait_log("ecertd serving", Duration::from_secs(20));
+    let start = Instant::now();
+    wait_until(Duration::from_secs(300), "the uninterrupted run", || {
+        r.responses().len() == 1 && r.idle()
+    });
+    let took = start.elapsed();
+    assert!(d.terminate(Duration::from_secs(30)).success());
+    let swept = d.log_text().matches("certificates read ahead").count();
+    assert_eq!(swept, 20, "groups read ahead:\n{}", d.log_text());
+    assert!(check_finished(r, &files)["ae-large.txt"] == want.as_bytes());
+    eprintln!("uninterrupted run: {took:?}");
+
+    let s = &spools[2];
+    drop_workload(s, &files);
+    let mut rng = Rng::new(seed ^ 0x2545_F491_4F6C_DD1D);
+    // Each kill lands within the first half of an uninterrupted run's
+    // processing time after the daemon serves: with the file claimed, and
+    // well before its response, whatever the machine's speed of the moment.
+    let span = (took.as_millis() as u64 / 2).max(10);
+    let (mut in_work, mut partly) = (0, 0);
+    for _ in 0..kills {
+        let mut d = s.start(&[], &env);
+        d.wait_log("ecertd serving", Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(rng.below(span)));
+        d.kill9();
+        let log = d.log_text();
+        in_work += usize::from(log.contains("resuming files left in work/"));
+        partly += usize::from(log.contains("resuming a partly processed file"));
+    }
+    eprintln!("of {kills} starts, {in_work} found the file in work/, {partly} of them partly processed");
+    assert!(in_work > 0, "no kill landed while the file was processed");
+    let mut d = s.start(&[], &env);
+    wait_until(Duration::from_secs(300), "the run after the kills", || {
+        s.responses().len() == 1 && s.idle()
+    });
+    assert!(d.terminate(Duration::from_secs(30)).success());
+    let got = check_finished(s, &files);
+    assert!(
+        got["ae-large.txt"] == want.as_bytes(),
+        "seed {seed}: the response differs from `ecertd process`'s"
+    );
+}

@@ -644,3 +644,55 @@ pub fn closed_within(c: &mut std::net::TcpStream, limit: Duration) -> bool {
         }
     }
 }
+
+/// A large AE file (`entries` entry summaries, `per_batch` to a batch, up
+/// to four lines each) and `spools` spools holding the certificates it claims,
+/// filed through `ecertd process`; with the answer `ecertd process` gives
+/// the file on the first spool (which it changes).
+pub fn large_ae_workload(spools: usize, entries: u64, per_batch: u64) -> (Vec<Spool>, Vec<u8>, String) {
+    use ecertd::gen::{self, EntryMix, Population, Rng, COUNTRIES};
+    let pop = Population {
+        certificates: 40,
+        per_ior: 4,
+        certified: 5_000,
+    };
+    let mix = EntryMix {
+        entries,
+        entries_per_batch: per_batch,
+        max_lines: 4,
+        refused_share: 0.2,
+        claim: 1_000,
+        first_number: 1,
+    };
+    let mut ae = Vec::new();
+    gen::write_ae(&mut ae, &pop, &mix, &mut Rng::new(9), "DL").unwrap();
+    let spools: Vec<Spool> = (0..spools).map(|_| Spool::new()).collect();
+    for s in &spools {
+        for &(country, id) in &COUNTRIES[2..] {
+            let pw = gen::password(id);
+            s.ok(&[
+                "sender",
+                "add",
+                "--id",
+                id,
+                "--kind",
+                "country",
+                "--country",
+                country,
+                "--password",
+                &pw,
+            ]);
+        }
+        for c in 0..COUNTRIES.len() {
+            let mut gt = Vec::new();
+            gen::write_gt(&mut gt, &pop, c, 10, "DL").unwrap();
+            let file = s.dir.path().join(format!("gt-{c}.txt"));
+            fs::write(&file, &gt).unwrap();
+            s.ok(&["process", file.to_str().unwrap(), "--channel", "ecert"]);
+        }
+    }
+    let file = spools[0].dir.path().join("ae.txt");
+    fs::write(&file, &ae).unwrap();
+    let want = spools[0].ok(&["process", file.to_str().unwrap(), "--channel", "abi"]);
+    (spools, ae, want)
+}
