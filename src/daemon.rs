@@ -603,8 +603,9 @@ impl SpoolLoop {
         }
         let group_max = self.settings.group_batches.max(1);
         // Up to `group_max` batches, and no more once GROUP_RECORDS records
-        // are reached; `next` is left holding the batch after the group.
-        let mut take_group = |next: &mut Option<RawBatch>| -> Result<(Vec<RawBatch>, usize), Failure> {
+        // are reached, with their record count; `next` is left holding the
+        // batch after the group.
+        let mut take_group = |next: &mut Option<RawBatch>| -> Result<(Arc<Vec<RawBatch>>, usize), Failure> {
             let mut group = Vec::new();
             let mut records = 0;
             while let Some(b) = next.take() {
@@ -615,14 +616,15 @@ impl SpoolLoop {
                     break;
                 }
             }
-            Ok((group, records))
+            Ok((Arc::new(group), records))
         };
-        let (group, mut records) = take_group(&mut next)?;
-        let mut group = Arc::new(group);
-        // Once a file's group is large enough for the look-ahead, every later
-        // group of it uses it too: the group after the current one is read
-        // from the file before the current one commits, and its
-        // certificates are swept meanwhile (as `ecertd process` does).
+        let (mut group, mut records) = take_group(&mut next)?;
+        // A small group (the usual file of one batch) is not worth a
+        // hand-off to another thread. Once a file has a group large enough,
+        // every later group of it uses the look-ahead too: the group after
+        // the current one is read from the file before the current one
+        // commits, and its certificates are swept meanwhile (as `ecertd
+        // process` does).
         let mut ahead: Option<Ahead> = None;
         let mut reading_ahead = false;
         loop {
@@ -631,14 +633,10 @@ impl SpoolLoop {
                 true => Some(take_group(&mut next)?),
                 false => None,
             };
-            let following_records = following.as_ref().map_or(0, |(_, r)| *r);
-            let following = following.map(|(g, _)| Arc::new(g));
             let last = next.is_none() && following.is_none();
             let (id, name, date, first) = (claim.id.clone(), claim.name.clone(), self.date(), index);
             let (current, carried) = (group.clone(), ahead.take());
-            let sweep_next = following.clone();
-            // A small group (the usual file of one batch) is not worth a
-            // hand-off to another thread.
+            let sweep_next = following.as_ref().map(|(g, _)| g.clone());
             let (s, results, left) = self.store.call_blocking(move |s| {
                 let mut engine = Engine::new(s, date);
                 if reading_ahead {
@@ -681,11 +679,8 @@ impl SpoolLoop {
                 return Err(Failure::Interrupted);
             }
             (group, records) = match following {
-                Some(g) => (g, following_records),
-                None => {
-                    let (g, r) = take_group(&mut next)?;
-                    (Arc::new(g), r)
-                }
+                Some(f) => f,
+                None => take_group(&mut next)?,
             };
         }
     }
