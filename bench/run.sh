@@ -31,6 +31,9 @@
 #            $BENCH_RUNS runs), as one thread, as two threads (read beside write + commit),
 #            with events appended unordered, and with the whole file in one transaction: how
 #            fast any program on this store could be.
+#            And the same file renamed into inbound/abi/ of a running `ecertd serve` on a copy
+#            of the store (its max_file_bytes raised for it), rename → response, median of
+#            $BENCH_RUNS runs, its response byte-identical to process's.
 #   latency  `ecertd serve` on a copy of the claims store; benches/drop_latency.rs drops
 #            one-entry AE files one at a time into inbound/abi/ (`.name`, then rename)
 #            at 100 per second, open loop, and times rename → response in
@@ -321,6 +324,47 @@ if want claims; then
         "$(median "$one" claims_per_s) claims/s, two threads $(median "$one" two_threads_claims_per_s)" \
         "$r_ours claims/s (ecertd)" "$(calc %.2f "$r_ours / $(median "$one" two_threads_claims_per_s)")" "–" \
         "claims_floor --group-records 1000000000"
+
+    # The same file through the daemon: dropped into `ecertd serve` on a copy
+    # of the store, rename → response (the daemon's maximum file size raised
+    # for it), with `process` above as its baseline.
+    if "$ECERTD" --help 2>/dev/null | grep -qE '^ +serve( |$)'; then
+        log "claims: the same file through ecertd serve, $CLAIM_RUNS runs"
+        : > "$RES/claims-daemon.txt"
+        D=$WORK/claims-daemon-root
+        for _ in $(seq "$CLAIM_RUNS"); do
+            rm -rf "$D"
+            "$ECERTD" --root "$D" init > /dev/null
+            snapshot_restore "$SNAP" "$D/ecertd.db"
+            ECERTD_MAX_FILE_BYTES=$(($(fsize "$CLAIMS_AE") + 1)) "$ECERTD" --root "$D" serve \
+                > "$WORK/claims-daemon.log" 2>&1 &
+            DPID=$!
+            waited=0
+            until grep -q "ecertd serving" "$WORK/claims-daemon.log"; do
+                sleep 0.05
+                waited=$((waited + 1))
+                ((waited < 600)) || { echo "bench/run.sh: the daemon did not start" >&2; kill "$DPID"; exit 1; }
+            done
+            cp "$CLAIMS_AE" "$D/inbound/abi/.claims.txt"
+            sync
+            t0=$(date +%s%N)
+            mv "$D/inbound/abi/.claims.txt" "$D/inbound/abi/claims.txt"
+            until compgen -G "$D/outbound/ABC/*.resp" > /dev/null; do
+                sleep 0.01
+                (($(date +%s%N) - t0 < 600000000000)) || { echo "bench/run.sh: no daemon response" >&2; kill "$DPID"; exit 1; }
+            done
+            t1=$(date +%s%N)
+            kill -TERM "$DPID"
+            wait "$DPID" || true
+            cmp -s "$D"/outbound/ABC/*.resp "$WORK/claims.resp" ||
+                { echo "bench/run.sh: the daemon answered differently from process" >&2; exit 1; }
+            echo "seconds=$(calc %.3f "($t1 - $t0) / 1e9")" >> "$RES/claims-daemon.txt"
+        done
+        t_d=$(median "$RES/claims-daemon.txt" seconds)
+        row "claims through the daemon: the same file renamed into \`inbound/abi\` of \`ecertd serve\`, rename → response" \
+            "$(calc %.0f "$ours / $t_d") claims/s ($t_d s)" "$r_ours claims/s (\`ecertd process\`)" \
+            "$(calc %.2f "$t_ours / $t_d")" "–" "ecertd serve (max_file_bytes raised); mv FILE inbound/abi/"
+    fi
 fi
 
 # ---- c. latency --------------------------------------------------------------
