@@ -286,6 +286,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             tracing::debug!(
                 batches = engine.batches_read_ahead(),
                 groups_swept = engine.groups_swept(),
+                chunks_read_by_writer = engine.sweep_chunks_read_by_writer(),
                 "certificates read ahead"
             );
             out.flush()?;

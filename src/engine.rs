@@ -141,6 +141,8 @@ pub struct Engine<'s> {
     read_ahead: u64,
     /// Groups whose certificates the look-ahead read in one sweep.
     groups_swept: u64,
+    /// Chunks of those sweeps the writer read itself.
+    sweep_chunks_read_by_writer: u64,
     /// The certificates of the next group of [`Engine::process_stream`],
     /// being read in one sweep since the previous group's transaction.
     next_group: Option<NextGroup>,
@@ -180,6 +182,7 @@ impl<'s> Engine<'s> {
             lookahead: None,
             read_ahead: 0,
             groups_swept: 0,
+            sweep_chunks_read_by_writer: 0,
             next_group: None,
         }
     }
@@ -214,6 +217,12 @@ impl<'s> Engine<'s> {
     /// sweep, while the group before them ran.
     pub fn groups_swept(&self) -> u64 {
         self.groups_swept
+    }
+
+    /// How many chunks of those sweeps the writer read itself, having found
+    /// the reader still at them ([`crate::lookahead::Sweep`]).
+    pub fn sweep_chunks_read_by_writer(&self) -> u64 {
+        self.sweep_chunks_read_by_writer
     }
 
     /// Reads the certificates of each group's claims on a second connection
@@ -389,7 +398,11 @@ impl<'s> Engine<'s> {
         // before ran (`process_stream`).
         let mut swept = self.next_group.take().and_then(|g| {
             let read = g.answer.take()?;
-            (read.splits.len() == raws.len()).then_some((g.data_version, read))
+            if read.splits.len() != raws.len() {
+                read.sweep.abandon();
+                return None;
+            }
+            Some((g.data_version, read))
         });
         let mut splits = swept
             .as_mut()
@@ -427,6 +440,7 @@ impl<'s> Engine<'s> {
         let mut next_group = None;
         let mut read_ahead = 0;
         let mut held_sweep = false;
+        let mut chunks_read_here = 0;
         let out = self.store.write(|tx| -> Result<Vec<BatchResult>, EngineError> {
             // Needed only to take a sweep, or to start one for `next`.
             let data_version = if swept.is_some() || (reader.is_some() && next.is_some()) {
@@ -439,10 +453,24 @@ impl<'s> Engine<'s> {
             // state this transaction started from, unless another connection
             // has committed since (or the previous group changed terms: it
             // then started no sweep).
-            if let Some((_, read)) = swept.filter(|(v, _)| lookahead.is_some() && Some(*v) == data_version) {
-                if let (Some(mut f), Some(moved)) = (read.fetched, moved.as_ref()) {
-                    f.advance(moved);
-                    held_sweep = tx.hold_fetched(f)?;
+            if let Some((v, read)) = swept {
+                match moved
+                    .as_ref()
+                    .filter(|_| lookahead.is_some() && Some(v) == data_version)
+                {
+                    Some(moved) => {
+                        // The chunks the reader has not reached are read
+                        // here, on this transaction's own state.
+                        while let Some(chunk) = read.sweep.steal() {
+                            tx.prefetch_certificates(&mut chunk.to_vec())?;
+                            chunks_read_here += 1;
+                        }
+                        if let Some(mut f) = read.sweep.reader_part() {
+                            f.advance(moved);
+                            held_sweep = tx.hold_fetched(f)?;
+                        }
+                    }
+                    None => read.sweep.abandon(),
                 }
             }
             // Started only now that the write transaction is held.
@@ -495,6 +523,7 @@ impl<'s> Engine<'s> {
         })?;
         self.read_ahead += read_ahead;
         self.groups_swept += u64::from(held_sweep);
+        self.sweep_chunks_read_by_writer += chunks_read_here;
         self.next_group = next_group;
         Ok(out)
     }

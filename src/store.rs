@@ -1169,10 +1169,17 @@ impl ReaderSnapshot<'_> {
     pub fn certificates(&self, mut keys: Vec<(Country, CertificateNumber)>) -> Result<Fetched> {
         keys.sort_unstable();
         keys.dedup();
-        let mut found = read_terms(self.tx, &keys)?;
+        let mut fetched = Fetched::with_capacity(keys.len());
+        self.read_into(&keys, &mut fetched)?;
+        Ok(fetched)
+    }
+
+    /// Adds the certificates of `keys` (sorted, without repeats) to
+    /// `fetched`, as [`ReaderSnapshot::certificates`] reads them.
+    pub fn read_into(&self, keys: &[(Country, CertificateNumber)], fetched: &mut Fetched) -> Result<()> {
+        let mut found = read_terms(self.tx, keys)?;
         read_balances(self.tx, &mut found)?;
-        let mut by_key = FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
-        let mut held = FxHashMap::with_capacity_and_hasher(found.len(), Default::default());
+        let Fetched { by_key, held } = fetched;
         for (cert, events) in found {
             by_key.insert((cert.terms.country, cert.terms.number), Some(cert.id));
             let held_cert = Held {
@@ -1183,13 +1190,21 @@ impl ReaderSnapshot<'_> {
             held.insert(held_cert.cert.id, held_cert);
         }
         for key in keys {
-            by_key.entry(key).or_insert(None);
+            by_key.entry(*key).or_insert(None);
         }
-        Ok(Fetched { by_key, held })
+        Ok(())
     }
 }
 
 impl Fetched {
+    /// Empty, with room for `keys` certificates.
+    pub fn with_capacity(keys: usize) -> Fetched {
+        Fetched {
+            by_key: FxHashMap::with_capacity_and_hasher(keys, Default::default()),
+            held: FxHashMap::with_capacity_and_hasher(keys, Default::default()),
+        }
+    }
+
     /// Brings balances read on a snapshot of the state before a write
     /// transaction to the state after it, given what it `moved` (and
     /// nothing else committed in between: the caller checks).
@@ -1390,20 +1405,31 @@ impl Tx<'_> {
             return Ok(false);
         }
         let mut ledger = self.ledger.borrow_mut();
-        if ledger.by_key.is_empty() && ledger.held.is_empty() {
-            // A group's sweep, taken first: its tables as the reader built them.
-            ledger.by_key = fetched.by_key;
-            ledger.held = fetched.held;
+        let Fetched { mut by_key, mut held } = fetched;
+        if held.len() > ledger.held.len() {
+            // The smaller merged into the larger (a group's sweep, of which
+            // the writer read a few chunks itself): the fetched tables
+            // become the ledger's, and what the ledger knew goes in over them.
+            std::mem::swap(&mut ledger.by_key, &mut by_key);
+            std::mem::swap(&mut ledger.held, &mut held);
+            for (key, id) in by_key {
+                if let Some(Some(fetched_id)) = ledger.by_key.insert(key, id) {
+                    // The ledger's view of this key wins, and with it its
+                    // certificate, re-inserted below if it held one.
+                    ledger.held.remove(&fetched_id);
+                }
+            }
+            ledger.held.extend(held);
             return Ok(true);
         }
-        for (id, h) in fetched.held {
+        for (id, h) in held {
             if !ledger.by_key.contains_key(&(h.cert.terms.country, h.cert.terms.number))
                 && !ledger.held.contains_key(&id)
             {
                 Tx::hold(&mut ledger, Some((h.cert, h.events)));
             }
         }
-        for (key, _) in fetched.by_key {
+        for (key, _) in by_key {
             ledger.by_key.entry(key).or_insert(None);
         }
         Ok(true)

@@ -76,3 +76,75 @@ fn a_failing_lookahead_leaves_the_reading_to_the_writer() {
     assert!(!got.is_empty());
     assert!(got == want, "responses differ from the writer's alone");
 }
+
+/// Every certificate's balance and usage history, audited.
+fn ledger(store: &mut Store, certificates: i64) -> Vec<String> {
+    store
+        .read(|tx| -> Result<_, StoreError> {
+            assert!(tx.ledger_mismatches()?.is_empty());
+            (1..=certificates)
+                .map(|id| {
+                    let c = tx.certificate_by_id(id)?.unwrap();
+                    Ok(format!("{id} {} {:?}", c.used, tx.usage_events(id)?))
+                })
+                .collect()
+        })
+        .unwrap()
+}
+
+/// A group's sweep shared between the reader and the writer: whichever of
+/// them reads a chunk, and however many each reads, the answers and the
+/// ledger are the writer's alone.
+#[test]
+fn a_sweep_shared_with_the_writer_answers_as_the_writer_alone() {
+    let date = Date::new(2026, 3, 15).unwrap();
+    let pop = Population {
+        certificates: 200,
+        per_ior: 10,
+        certified: 3_000,
+    };
+    let mix = EntryMix {
+        entries: 120,
+        entries_per_batch: 5,
+        max_lines: 4,
+        refused_share: 0.2,
+        claim: 1_000,
+        first_number: 1,
+    };
+    // Then entries of other numbers claiming the same certificates again:
+    // a group's sweep is read before the group ahead of it commits.
+    let mut ae = Vec::new();
+    gen::write_ae(&mut ae, &pop, &mix, &mut Rng::new(5), "SH").unwrap();
+    let again = EntryMix {
+        first_number: 5_000,
+        ..mix
+    };
+    gen::write_ae(&mut ae, &pop, &again, &mut Rng::new(6), "SI").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut alone = populated(&dir.path().join("alone.db"), &pop, date);
+    let want = responses(&mut Engine::new(&mut alone, date), &ae);
+    let want_ledger = ledger(&mut alone, 200);
+
+    // Chunks of 4 keys; a group of 4 batches names up to 80.
+    for reader_chunks in [0, 2, 12, usize::MAX] {
+        let mut store = populated(&dir.path().join(format!("shared-{reader_chunks}.db")), &pop, date);
+        let reader = store.certificate_reader().unwrap().unwrap();
+        let mut engine = Engine::new(&mut store, date);
+        engine.lookahead = Some(Lookahead::start_sharing(reader, 4, reader_chunks).unwrap());
+        let got = responses(&mut engine, &ae);
+        assert!(engine.groups_swept() > 0, "reader_chunks {reader_chunks}: swept");
+        if reader_chunks < 12 {
+            assert!(
+                engine.sweep_chunks_read_by_writer() > 0,
+                "reader_chunks {reader_chunks}: the writer read its share"
+            );
+        }
+        drop(engine);
+        assert!(
+            got == want,
+            "reader_chunks {reader_chunks}: responses differ from the writer's alone"
+        );
+        assert_eq!(ledger(&mut store, 200), want_ledger, "reader_chunks {reader_chunks}");
+    }
+}

@@ -461,6 +461,55 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
     .unwrap();
 }
 
+/// A fetch larger than what the ledger holds (a group's sweep of which the
+/// writer read a few chunks itself) becomes the ledger's tables, and what
+/// the ledger knew still wins over it.
+#[test]
+fn a_larger_fetch_takes_the_ledgers_place_and_the_ledger_still_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = two_certificates_with_events(
+        &dir.path().join("s.db"),
+        "(1,1,'ABC','12345676',1,'D',2500,20260315,1,2500,10000),
+         (2,1,'ABC','12345684',1,'D',100,20260315,1,100,500)",
+    );
+    let mut reader = s.certificate_reader().unwrap().unwrap();
+    let (au, nz) = (Country::from_stored("AU").unwrap(), Country::from_stored("NZ").unwrap());
+    let number = |n: &str| CertificateNumber::from_stored(n).unwrap();
+    let entry = EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), b"12345692").unwrap();
+    s.write(|tx| -> Result<()> {
+        // The writer holds C2 and moves it; it knows C8 is not on file.
+        assert!(tx.certificate(au, number("C8"))?.is_none());
+        tx.certificate(nz, number("C2"))?;
+        tx.apply_entry(&debit(entry, 1, 2, 50, 20260316))?;
+        let keys = vec![(au, number("C1")), (nz, number("C2")), (au, number("C9"))];
+        let fetched = reader.snapshot(|snap| snap.certificates(keys))??;
+        assert_eq!((fetched.held.len(), tx.ledger.borrow().held.len()), (2, 1));
+        assert!(tx.hold_fetched(fetched)?);
+        assert_eq!(
+            tx.certificate(nz, number("C2"))?.unwrap().used,
+            Hundredths::new(150),
+            "the ledger's"
+        );
+        assert_eq!(
+            tx.certificate(au, number("C1"))?.unwrap().used,
+            Hundredths::new(2500),
+            "fetched"
+        );
+        assert!(tx.certificate(au, number("C9"))?.is_none());
+        assert!(tx.certificate(au, number("C8"))?.is_none());
+        assert!(tx.ledger.borrow().held[&2].moved);
+        Ok(())
+    })
+    .unwrap();
+    let moved = s.take_moved().unwrap();
+    assert_eq!(
+        moved.0,
+        vec![(2, 2, Hundredths::new(150))],
+        "what the transaction moved"
+    );
+    assert!(s.read(|tx| tx.ledger_mismatches()).unwrap().is_empty());
+}
+
 /// The next group's sweep: certificates read on the state before one
 /// transaction, advanced by what it moved, are the state after it; a failed
 /// transaction reports nothing moved.
