@@ -351,6 +351,48 @@ fn usage_events_are_append_only() {
     );
 }
 
+/// The events' insert fails without a statement journal (`OR FAIL`): the
+/// rows a refused statement wrote before the refused one go with the
+/// transaction, and nothing of it is left.
+#[test]
+fn a_refused_event_leaves_nothing_of_its_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = two_certificates_with_events(
+        &dir.path().join("s.db"),
+        "(2,1,'ABC','12345676',1,'D',100,20260315,1,100,500)",
+    );
+    let au = Country::from_stored("AU").unwrap();
+    let filer = FilerCode::from_stored("ABC").unwrap();
+    let failed = s.write(|tx| -> Result<()> {
+        tx.certificate(au, CertificateNumber::from_stored("C1").unwrap())?;
+        // 70 events on C1, seq 1..=70: the first insert statement takes 64.
+        for n in 0..70u32 {
+            let digits = format!("{:07}", 2_000_000 + n);
+            let check = crate::types::entry_check_digit(b"ABC", digits.as_bytes().try_into().unwrap()).unwrap();
+            let entry = EntryNumber::parse(filer, format!("{digits}{check}").as_bytes()).unwrap();
+            tx.apply_entry(&debit(entry, 1, 1, 1, 20260316))?;
+        }
+        // Behind the ledger's back, the 40th is already on file.
+        tx.tx.execute(
+            "INSERT INTO usage_events (certificate, seq, filer, number, line, kind, quantity, date, version, used,
+             certified) VALUES (1,40,'ABC','19999999',1,'D',1,20260316,1,1,10000)",
+            [],
+        )?;
+        Ok(())
+    });
+    assert!(failed.is_err(), "the index refuses the 40th event");
+    let (events, c1_used): (i64, i64) = s
+        .read(|tx| -> Result<_> {
+            Ok((
+                tx.tx.query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0))?,
+                tx.certificate_by_id(1)?.unwrap().used.get() as i64,
+            ))
+        })
+        .unwrap();
+    assert_eq!((events, c1_used), (1, 0), "only the event on file before");
+    assert!(s.read(|tx| tx.ledger_mismatches()).unwrap().is_empty());
+}
+
 /// A commit stays in the WAL (the automatic checkpoint is a far backstop)
 /// until the checkpointer copies it into the database file itself.
 #[test]
