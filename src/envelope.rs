@@ -449,6 +449,15 @@ impl ResponseWriter {
         ResponseWriter::default()
     }
 
+    /// With room for `bytes` of response: a large response grown by
+    /// doubling copies itself and faults in fresh memory at every step.
+    pub fn with_capacity(bytes: usize) -> Self {
+        ResponseWriter {
+            bytes: Vec::with_capacity(bytes),
+            details: 0,
+        }
+    }
+
     pub fn record(&mut self, rec: &[u8; 80]) {
         self.bytes.extend_from_slice(rec);
         self.bytes.push(b'\n');

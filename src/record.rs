@@ -194,8 +194,8 @@ pub struct BatchReader<R> {
     seen_any: bool,
     done: bool,
     scratch: Vec<u8>,
-    /// A finished batch handed back, whose buffers the next batch reuses.
-    spare: Option<RawBatch>,
+    /// Finished batches handed back, whose buffers the next batches reuse.
+    spare: Vec<RawBatch>,
 }
 
 impl<R: BufRead> BatchReader<R> {
@@ -207,7 +207,7 @@ impl<R: BufRead> BatchReader<R> {
             seen_any: false,
             done: false,
             scratch: Vec::with_capacity(KEEP),
-            spare: None,
+            spare: Vec::new(),
         }
     }
 
@@ -263,12 +263,19 @@ impl<R: BufRead> BatchReader<R> {
     /// Hands a batch back once it is no longer needed: the next batch
     /// reuses its buffers instead of allocating.
     pub fn recycle(&mut self, batch: RawBatch) {
-        self.spare = Some(batch);
+        self.spare.push(batch);
+    }
+
+    /// Hands a whole group of batches back (see [`BatchReader::recycle`]):
+    /// the next group is read into their buffers, where fresh ones would
+    /// be faulted in page by page.
+    pub fn recycle_all(&mut self, batches: Vec<RawBatch>) {
+        self.spare.extend(batches);
     }
 
     /// Takes a recycled batch's buffers, or new ones, for a batch of `kind`.
-    fn open_batch(spare: &mut Option<RawBatch>, kind: BatchKind) -> RawBatch {
-        match spare.take() {
+    fn open_batch(spare: &mut Vec<RawBatch>, kind: BatchKind) -> RawBatch {
+        match spare.pop() {
             Some(mut b) => {
                 b.kind = kind;
                 b.data.clear();
@@ -284,7 +291,7 @@ impl<R: BufRead> BatchReader<R> {
     /// added) or ends this one (a Z of an enveloped batch; added).
     #[inline]
     fn take_line(
-        spare: &mut Option<RawBatch>,
+        spare: &mut Vec<RawBatch>,
         batch: &mut Option<RawBatch>,
         kept: &[u8],
         len: u64,
