@@ -535,16 +535,26 @@ mod tests {
         out
     }
 
+    /// Every batch read, their buffers handed back one at a time and in
+    /// threes, as `process` hands back a group.
     fn read_all(input: impl BufRead) -> Vec<Read> {
         let mut r = BatchReader::new(input);
         let mut v = Vec::new();
+        let mut group = Vec::new();
         while let Some(b) = r.next_batch().unwrap() {
             let recs = b
                 .records()
                 .map(|x| (x.bytes.to_vec(), x.len, x.line, x.is_well_formed()))
                 .collect();
             v.push((b.kind, recs));
-            r.recycle(b);
+            if v.len() % 2 == 0 {
+                r.recycle(b);
+            } else {
+                group.push(b);
+            }
+            if group.len() == 3 {
+                r.recycle_all(std::mem::take(&mut group));
+            }
         }
         v
     }
