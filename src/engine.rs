@@ -131,6 +131,8 @@ struct Prepared<'a> {
     entries: Vec<Vec<entries::Parsed>>,
     problems: Vec<Problem>,
     sender: Option<Sender>,
+    /// See [`Split::digest`].
+    digest: Option<Vec<u8>>,
 }
 
 pub struct Engine<'s> {
@@ -259,6 +261,7 @@ impl<'s> Engine<'s> {
             blocks,
             mut problems,
             mut entries,
+            digest,
         } = split.unwrap_or_else(|| Split::of(raw, session.channel));
         // Authentication: the input speaks for the sender of its first batch.
         let mut sender = None;
@@ -312,6 +315,7 @@ impl<'s> Engine<'s> {
             entries,
             problems,
             sender,
+            digest,
         })
     }
 
@@ -613,6 +617,8 @@ pub struct Split {
     problems: Vec<Problem>,
     /// Per block, its entry summaries (none for a batch with problems).
     entries: Vec<Vec<entries::Parsed>>,
+    /// The batch's digest, when it has a reference to be remembered by.
+    digest: Option<Vec<u8>>,
 }
 
 impl Split {
@@ -635,11 +641,14 @@ impl Split {
                 _ => Vec::new(),
             })
             .collect();
+        // Hashed here, off the writer when the look-ahead splits the batch.
+        let digest = (!env.header.reference_is_blank()).then(|| digest(raw));
         Split {
             header: env.header,
             blocks,
             problems,
             entries,
+            digest,
         }
     }
 
@@ -695,11 +704,12 @@ fn run(tx: &Tx<'_>, p: Prepared<'_>, date: Date) -> Result<BatchResult, EngineEr
         entries: mut parsed_entries,
         mut problems,
         sender,
+        digest,
     } = p;
     let sender_name = header.sender_str().to_string();
     let reference = String::from_utf8_lossy(&header.reference).trim_end().to_string();
     let remembered = sender.is_some() && !header.reference_is_blank();
-    let digest = if remembered { digest(raw) } else { Vec::new() };
+    let digest = digest.filter(|_| remembered).unwrap_or_default();
     let mut reused = false;
     if remembered {
         if let Some((old_digest, old_response)) = tx.batch_seen(&sender_name, &reference)? {
