@@ -447,6 +447,18 @@ fn two_certificates_with_events(path: &std::path::Path, events: &str) -> Store {
     s
 }
 
+/// [`TWO_CERTIFICATES`], each with a debit on file (C1: 2,500 of 10,000;
+/// C2: 100 of 500), and a reader of the store.
+fn both_certificates_used(path: &std::path::Path) -> (Store, CertificateReader) {
+    let s = two_certificates_with_events(
+        path,
+        "(1,1,'ABC','12345676',1,'D',2500,20260315,1,2500,10000),
+         (2,1,'ABC','12345684',1,'D',100,20260315,1,100,500)",
+    );
+    let reader = s.certificate_reader().unwrap().unwrap();
+    (s, reader)
+}
+
 /// What a [`CertificateReader`] fetched is the state the writer's
 /// transaction started from: the writer's own view of a certificate wins
 /// over the balance read there, a key not on file is remembered as such,
@@ -454,12 +466,7 @@ fn two_certificates_with_events(path: &std::path::Path, events: &str) -> Store {
 #[test]
 fn fetched_certificates_yield_to_the_writers_ledger() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = two_certificates_with_events(
-        &dir.path().join("s.db"),
-        "(1,1,'ABC','12345676',1,'D',2500,20260315,1,2500,10000),
-         (2,1,'ABC','12345684',1,'D',100,20260315,1,100,500)",
-    );
-    let mut reader = s.certificate_reader().unwrap().unwrap();
+    let (mut s, mut reader) = both_certificates_used(&dir.path().join("s.db"));
     let (au, nz) = (Country::from_stored("AU").unwrap(), Country::from_stored("NZ").unwrap());
     let number = |n: &str| CertificateNumber::from_stored(n).unwrap();
     let entry = EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), b"12345676").unwrap();
@@ -509,12 +516,7 @@ fn fetched_certificates_yield_to_the_writers_ledger() {
 #[test]
 fn a_larger_fetch_takes_the_ledgers_place_and_the_ledger_still_wins() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = two_certificates_with_events(
-        &dir.path().join("s.db"),
-        "(1,1,'ABC','12345676',1,'D',2500,20260315,1,2500,10000),
-         (2,1,'ABC','12345684',1,'D',100,20260315,1,100,500)",
-    );
-    let mut reader = s.certificate_reader().unwrap().unwrap();
+    let (mut s, mut reader) = both_certificates_used(&dir.path().join("s.db"));
     let (au, nz) = (Country::from_stored("AU").unwrap(), Country::from_stored("NZ").unwrap());
     let number = |n: &str| CertificateNumber::from_stored(n).unwrap();
     let entry = EntryNumber::parse(FilerCode::from_stored("ABC").unwrap(), b"12345692").unwrap();
