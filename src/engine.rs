@@ -155,6 +155,11 @@ pub struct Engine<'s> {
 /// state only if no other connection has committed in between.
 struct NextGroup {
     data_version: i64,
+    /// The store's count of rows changed once the transaction it started in
+    /// has committed: a commit on the writer's own connection in between
+    /// (a TCP batch between two groups of a file) leaves `data_version`
+    /// as it was, but not this.
+    changes: Option<u64>,
     answer: GroupAnswer,
 }
 
@@ -164,7 +169,20 @@ impl NextGroup {
     /// sweep then reads the state that transaction started from.
     fn start(lookahead: &Lookahead, raws: &Arc<Vec<RawBatch>>, channel: Channel, data_version: i64) -> Option<Self> {
         let answer = lookahead.read_group(raws.clone(), channel)?;
-        Some(NextGroup { data_version, answer })
+        Some(NextGroup {
+            data_version,
+            changes: None,
+            answer,
+        })
+    }
+
+    /// Marks the transaction it started in as committed, leaving the store
+    /// with `changes` rows changed.
+    fn committed(self, changes: u64) -> Self {
+        NextGroup {
+            changes: Some(changes),
+            ..self
+        }
     }
 }
 
@@ -400,9 +418,12 @@ impl<'s> Engine<'s> {
     ) -> Result<Vec<BatchResult>, EngineError> {
         // This group split, parsed and its certificates read while the group
         // before ran (`process_stream`).
+        let changes = self.store.total_changes();
         let mut swept = self.next_group.take().and_then(|g| {
             let read = g.answer.take()?;
-            if read.splits.len() != raws.len() {
+            // Nothing but the transaction it started in may have changed the
+            // store on this connection since.
+            if read.splits.len() != raws.len() || g.changes != Some(changes) {
                 read.sweep.abandon();
                 return None;
             }
@@ -528,7 +549,8 @@ impl<'s> Engine<'s> {
         self.read_ahead += read_ahead;
         self.groups_swept += u64::from(held_sweep);
         self.sweep_chunks_read_by_writer += chunks_read_here;
-        self.next_group = next_group;
+        let changes = self.store.total_changes();
+        self.next_group = next_group.map(|g| g.committed(changes));
         Ok(out)
     }
 
@@ -542,9 +564,10 @@ impl<'s> Engine<'s> {
     fn sweep_first(&mut self, first: &Arc<Vec<RawBatch>>, channel: Channel) -> Result<(), EngineError> {
         let Engine { store, lookahead, .. } = self;
         let Some(l) = lookahead.as_ref() else { return Ok(()) };
-        self.next_group = store.write(|tx| -> Result<Option<NextGroup>, EngineError> {
+        let next_group = store.write(|tx| -> Result<Option<NextGroup>, EngineError> {
             Ok(NextGroup::start(l, first, channel, tx.data_version()?))
         })?;
+        self.next_group = next_group.map(|g| g.committed(store.total_changes()));
         Ok(())
     }
 

@@ -482,6 +482,13 @@ impl Store {
         Ok(out)
     }
 
+    /// Rows inserted, changed or deleted through this connection since it
+    /// opened (SQLite's `total_changes`): unchanged between two points, no
+    /// statement of this connection changed the store in between.
+    pub fn total_changes(&self) -> u64 {
+        self.conn.total_changes()
+    }
+
     /// The balances that the last write transaction moved, as it committed
     /// them; `None` once taken, after a failed write, or when the ledger
     /// lost track of one (it forgot, or read afresh, a certificate it had

@@ -1,5 +1,6 @@
 use super::*;
 use crate::gen::{self, EntryMix, Population, Rng, COUNTRIES};
+use crate::record::{BatchReader, RawBatch};
 use crate::store::CertificateReader;
 
 /// A store on disk holding the generated population and its senders.
@@ -147,4 +148,74 @@ fn a_sweep_shared_with_the_writer_answers_as_the_writer_alone() {
         );
         assert_eq!(ledger(&mut store, 200), want_ledger, "reader_chunks {reader_chunks}");
     }
+}
+
+/// The daemon commits a file group by group, each in an engine of its own,
+/// and may commit other batches on the same connection in between, which
+/// `PRAGMA data_version` does not show: a sweep read before such a change
+/// is dropped, and the file is answered as by the writer alone.
+#[test]
+fn a_sweep_is_dropped_when_the_writers_own_connection_commits_between_groups() {
+    let date = Date::new(2026, 3, 15).unwrap();
+    let pop = Population {
+        certificates: 40,
+        per_ior: 4,
+        certified: 3_000,
+    };
+    let mix = EntryMix {
+        entries: 120,
+        entries_per_batch: 5,
+        max_lines: 3,
+        refused_share: 0.0,
+        claim: 1_000,
+        first_number: 1,
+    };
+    let mut ae = Vec::new();
+    gen::write_ae(&mut ae, &pop, &mix, &mut Rng::new(9), "OC").unwrap();
+    let mut reader = BatchReader::new(&ae[..]);
+    let mut batches = Vec::new();
+    while let Some(b) = reader.next_batch().unwrap() {
+        batches.push(b);
+    }
+    let groups: Vec<Arc<Vec<RawBatch>>> = batches.chunks(6).map(|g| Arc::new(g.to_vec())).collect();
+    assert_eq!(groups.len(), 4);
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut answers = Vec::new();
+    for ahead in [true, false] {
+        let mut store = populated(&dir.path().join(format!("own-{ahead}.db")), &pop, date);
+        let mut session = Session::new(Channel::Abi);
+        let (mut carried, mut out, mut swept, mut first) = (None, Vec::new(), 0, 0);
+        for (i, group) in groups.iter().enumerate() {
+            let mut engine = Engine::new(&mut store, date);
+            if ahead {
+                engine = engine.with_ahead(carried.take());
+            }
+            let next = groups.get(i + 1);
+            let last = next.is_none();
+            for r in engine
+                .process_input_group(&mut session, group, "c-1", "f.txt", first, last, next)
+                .unwrap()
+            {
+                out.extend_from_slice(&r.response);
+            }
+            first += group.len() as u64;
+            swept += engine.groups_swept();
+            carried = engine.into_ahead();
+            if i == 0 {
+                // Time for the next group's sweep to be read, then a change
+                // on the same connection: every importer's certificates
+                // now belong to another.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                store
+                    .execute_raw("UPDATE certificates SET ior = '99-9999999AA'")
+                    .unwrap();
+            }
+        }
+        if ahead {
+            assert_eq!(swept, 3, "the group after the change read afresh");
+        }
+        answers.push(out);
+    }
+    assert!(answers[0] == answers[1], "responses differ from the writer's alone");
 }
