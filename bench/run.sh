@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# bench/run.sh — the performance harness of ecertd (issue 5, "Performance").
+# bench/run.sh — the performance harness of ecertd.
 #
 # Usage (from a clean clone, after `cargo build --release`):
 #
 #   bash bench/run.sh --quick          small sizes, < 3 minutes on the 2-core machine
-#   bash bench/run.sh                  the issue's sizes (the 10M-certificate query store
+#   bash bench/run.sh                  the full sizes (the 10M-certificate query store
 #                                      takes ~20 minutes to build the first time; it is kept)
 #   bash bench/run.sh --only parse,claims,memory    run some figures only
 #
