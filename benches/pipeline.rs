@@ -1,7 +1,7 @@
 //! `cargo bench`: the parse and claims figures of bench/run.sh at small
 //! sizes, self-contained. The workload is generated (ecertd's `gen`, fixed
 //! seeds) into a temporary directory; every figure is the median of `RUNS`
-//! runs, next to its baseline measured in the same run. The sizes,
+//! runs, next to its baseline measured in the same run. The full sizes,
 //! the latency, query and memory figures, and the README's reference numbers
 //! come from `bash bench/run.sh`.
 //!
