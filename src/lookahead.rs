@@ -296,7 +296,7 @@ impl Sweep {
 
     /// Waits for the reader's part: every chunk it took, on its snapshot.
     /// `None` when it failed, or stopped (the writer then reads those
-    /// certificates itself).
+    /// certificates itself). Once per sweep: the part is handed over whole.
     pub fn reader_part(&self) -> Option<Fetched> {
         let mut s = self.state();
         loop {
