@@ -150,9 +150,10 @@ pub struct Engine<'s> {
     next_group: Option<NextGroup>,
 }
 
-/// A read of the next group's certificates, and the `PRAGMA data_version`
-/// of the transaction it started in: the answer is that next transaction's
-/// state only if no other connection has committed in between.
+/// A read of the next group's certificates, with the `PRAGMA data_version`
+/// of the transaction it started in and the store's change count once that
+/// transaction committed: the answer is the next transaction's state only
+/// if nothing else has committed in between, on any connection.
 struct NextGroup {
     data_version: i64,
     /// The store's count of rows changed once the transaction it started in
@@ -476,8 +477,9 @@ impl<'s> Engine<'s> {
             // This group's certificates read in one sweep while the previous
             // group ran, on the state before it, plus what it moved: the
             // state this transaction started from, unless another connection
-            // has committed since (or the previous group changed terms: it
-            // then started no sweep).
+            // has committed since (this one's own commits were checked
+            // above), or the previous group changed terms (it then started
+            // no sweep).
             if let Some((v, read)) = swept {
                 match moved
                     .as_ref()

@@ -14,8 +14,8 @@
 //! where a group's sweep reads each page once). Its snapshot is the state
 //! before the current group; the writer brings the balances up to date with
 //! what the current group moved ([`crate::store::Fetched::advance`]), and
-//! takes the answer only if no other connection has committed in between
-//! (see [`crate::engine`]).
+//! takes the answer only if nothing else has committed in between, on its
+//! own connection or another (see [`crate::engine`]).
 //!
 //! The sweep is shared ([`Sweep`]): the parsed group goes to the writer as
 //! soon as it is ready, and the reader then reads the group's keys chunk by
